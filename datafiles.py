@@ -1,0 +1,272 @@
+"""Where every stage's files live, and how they are read and written.
+
+Ids are the only join key between stages: a video's id is its path relative to the video
+root without the extension (``val/abseiling/0wR5jVB-WPk_000417_000427``). Every array on
+disk has its row order beside it (an ids ``.txt``, one id per line, or an ``ids`` array).
+Writes are atomic: a temporary ``<name>.partial`` in the same folder, then a rename, so a
+killed run never leaves a half-written file under a final name.
+"""
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import cli
+
+PARTIAL_SUFFIX = ".partial"
+# Fault injection for the kill-and-resume tests: hold each temp file this long before the
+# rename, so a test can kill a run while a file is being written. 0 in normal use.
+_PAUSE_BEFORE_RENAME_S = float(os.environ.get("SOUNDTRACK_PAUSE_BEFORE_RENAME_S", "0"))
+
+
+class Paths:
+    """The on-disk layout of one dataset, derived from settings (see config.py)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.dataset = cfg.dataset
+        data = cli.repo_path(cfg.data_root) / cfg.dataset
+        self.data = data
+        self.video_root = cli.repo_path(cfg.video_root) if cfg.video_root else data / "videos"
+        self.audio_root = cli.repo_path(cfg.audio_root) if cfg.audio_root else data / "audio"
+        self.feature_root = (cli.repo_path(cfg.feature_root) if cfg.feature_root
+                             else data / "features")
+        self.frames_root = data / "frames"
+        out = cli.repo_path(cfg.output_root or ".")
+        self.file_lists = out / "file_lists" / cfg.dataset
+        self.datalists = out / "datalists" / cfg.dataset
+        self.npy = out / "npy_files" / cfg.dataset
+        self.runs = out / "runs" / cfg.dataset
+        self.video_results = out / "video_classification_results" / cfg.dataset
+
+    @property
+    def feature_name(self):
+        """Folder name of the configured front end: mel, gam, cqt, with _deltas if enabled."""
+        return self.cfg.feature + ("_deltas" if self.cfg.deltas else "")
+
+    @property
+    def feature_dir(self):
+        return self.feature_root / self.feature_name
+
+    @property
+    def classes(self):
+        return self.file_lists / "classes.txt"
+
+    def video_list(self, split):
+        return self.file_lists / f"{split}_videos.txt"
+
+    def stage_list(self, split, what):
+        """file_lists/<dataset>/<split>_<what>.txt, e.g. what = audio, no_audio, failed."""
+        return self.file_lists / f"{split}_{what}.txt"
+
+    def datalist(self, split, feature_name=None):
+        return self.datalists / f"{feature_name or self.feature_name}_{split}.npz"
+
+    def packed(self, split, feature_name=None):
+        return self.datalists / f"{feature_name or self.feature_name}_{split}_patches.npy"
+
+    def run_dir(self, run=None):
+        """Checkpoints, TensorBoard events and the CSV log of a training run."""
+        return self.runs / (run or self.cfg.run)
+
+    def npy_dir(self, run=None):
+        """Scores, logits and embeddings of a training run."""
+        return self.npy / (run or self.cfg.run)
+
+    @property
+    def fusion_dir(self):
+        return self.npy / "fusion"
+
+
+# ---------------------------------------------------------------- ids and lists
+
+def check_id(video_id):
+    """Raise ValueError if an id cannot be stored in our one-per-line / TSV lists."""
+    if not video_id or any(c in video_id for c in "\t\n\r"):
+        raise ValueError(f"id {video_id!r} is empty or holds a tab or line break")
+    return video_id
+
+
+def video_id(path, root):
+    """The id of a video file: its path relative to `root`, without extension, '/'-separated."""
+    rel = Path(path).relative_to(root).with_suffix("")
+    return check_id(rel.as_posix())
+
+
+def shard_of(ids, shard):
+    """The ids of shard (K, N): those whose position in the sorted list is K-1 modulo N.
+
+    Deterministic for a given list, independent of the order ids are passed in.
+    """
+    k, n = shard
+    return [i for pos, i in enumerate(sorted(ids)) if pos % n == k - 1]
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def read_ids(path):
+    """One id per line -> list of str; duplicate ids are an error naming the file and lines."""
+    ids = read_lines(path)
+    seen = {}
+    for row, i in enumerate(ids, 1):
+        if i in seen:
+            raise ValueError(f"{path}: id {i!r} appears on lines {seen[i]} and {row}")
+        seen[i] = row
+    return ids
+
+
+def read_classes(path):
+    return read_ids(path)
+
+
+def read_video_list(path):
+    """`<split>_videos.txt` (id<TAB>label) -> (ids, labels int64 array; -1 = unlabelled)."""
+    ids, labels = [], []
+    for row, line in enumerate(read_lines(path), 1):
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{row}: expected 'id<TAB>label', got {line!r}")
+        ids.append(parts[0])
+        labels.append(int(parts[1]))
+    return ids, np.asarray(labels, dtype=np.int64)
+
+
+def read_reasons(path):
+    """`id<TAB>reason` lines -> dict; a missing file is an empty dict."""
+    if not Path(path).exists():
+        return {}
+    out = {}
+    for line in read_lines(path):
+        i, _, reason = line.partition("\t")
+        out[i] = reason
+    return out
+
+
+# ---------------------------------------------------------------- atomic writes
+
+def partial_path(path):
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def atomic_write(path, write):
+    """Call write(tmp_path) then rename tmp_path to path; the temp file is removed on error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    try:
+        write(tmp)
+        if _PAUSE_BEFORE_RENAME_S:
+            time.sleep(_PAUSE_BEFORE_RENAME_S)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return atomic_write(path, write)
+
+
+def write_lines(path, lines):
+    return write_text(path, "".join(f"{line}\n" for line in lines))
+
+
+def save_npy(path, array):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+    return atomic_write(path, write)
+
+
+def save_npz(path, **arrays):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return atomic_write(path, write)
+
+
+# ---------------------------------------------------------------- score files
+
+def ids_path_for(npy_path):
+    """The ids file that gives the row order of a score array.
+
+    ``x_scores.npy`` -> ``x_ids.txt``; any other ``y.npy`` -> ``y_ids.txt``.
+    """
+    npy_path = Path(npy_path)
+    stem = npy_path.stem
+    stem = stem[: -len("_scores")] if stem.endswith("_scores") else stem
+    return npy_path.with_name(f"{stem}_ids.txt")
+
+
+def load_scores(path, ids_path=None, n_classes=None):
+    """A score matrix `[n, n_classes]` and its ids, checked.
+
+    Errors name the file and the row: wrong rank, class count, non-finite values, and a
+    row count that differs from the ids file.
+    """
+    try:
+        scores = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise ValueError(f"{path}: cannot read as .npy ({e})") from None
+    if scores.ndim != 2:
+        raise ValueError(f"{path}: expected [n_videos, n_classes], got shape {scores.shape}")
+    if n_classes is not None and scores.shape[1] != n_classes:
+        raise ValueError(f"{path}: {scores.shape[1]} classes, expected {n_classes}")
+    bad = np.argwhere(~np.isfinite(scores))
+    if len(bad):
+        r, c = bad[0]
+        raise ValueError(f"{path}: non-finite value {scores[r, c]} at row {r} column {c} "
+                         f"({len(bad)} in all)")
+    ids = None
+    if ids_path is not None:
+        ids = read_ids(ids_path)
+        if len(ids) != len(scores):
+            raise ValueError(f"{path}: {len(scores)} rows but {ids_path} has {len(ids)} ids")
+    return scores.astype(np.float32, copy=False), ids
+
+
+# ---------------------------------------------------------------- videos on disk
+
+def scan_videos(folder, extensions):
+    """Video files under `folder` (recursive, sorted), skipping hidden and partial files."""
+    exts = {e.lower() for e in extensions}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in exts:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def locate_videos(video_root, ids, extensions):
+    """{id: path} for the ids' video files, listing each folder once; missing ids omitted."""
+    exts = {e.lower() for e in extensions}
+    by_folder = {}
+    for i in ids:
+        by_folder.setdefault(os.path.dirname(i), []).append(i)
+    out = {}
+    for folder, members in by_folder.items():
+        try:
+            names = os.listdir(Path(video_root) / folder)
+        except FileNotFoundError:
+            continue
+        stems = {}
+        for name in names:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in exts and not name.startswith("."):
+                stems.setdefault(stem, name)
+        for i in members:
+            name = stems.get(os.path.basename(i))
+            if name is not None:
+                out[i] = Path(video_root) / folder / name
+    return out

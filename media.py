@@ -1,0 +1,146 @@
+"""ffmpeg: which binary, and decoding sound tracks and frames from video files.
+
+ffmpeg is called with an argv list (never a shell), its output piped through stdout (no
+temporary files), and every failure becomes a ``MediaError`` whose ``kind`` says whether the
+video simply has no sound (``no_audio``) or could not be read (``failed``), with a one-line
+reason taken from ffmpeg's stderr.
+
+Resampling and downmixing happen inside ffmpeg (libswresample with its default filter;
+stereo and 5.1 are mixed down by ffmpeg's standard matrix).
+"""
+import shutil
+import subprocess
+import wave
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+
+class MediaError(Exception):
+    """A file that could not be decoded. kind: 'no_audio' or 'failed'; reason: one line."""
+
+    def __init__(self, kind, reason):
+        super().__init__(f"{kind}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+@lru_cache(maxsize=None)
+def ffmpeg_binary(setting="imageio"):
+    """Path of the ffmpeg to run: 'imageio' (the pinned static build), 'system', or a path."""
+    if setting == "imageio":
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    if setting == "system":
+        found = shutil.which("ffmpeg")
+        if not found:
+            raise FileNotFoundError("FFMPEG='system' but no ffmpeg on PATH; "
+                                    "install one or set FFMPEG='imageio'")
+        return found
+    if not Path(setting).is_file():
+        raise FileNotFoundError(f"FFMPEG={setting!r} is not a file")
+    return setting
+
+
+def _input_args(path):
+    # "file:" keeps names with ':' from being read as a protocol; the absolute path keeps
+    # names starting with '-' from being read as options.
+    return ["-nostdin", "-hide_banner", "-loglevel", "error",
+            "-i", "file:" + str(Path(path).resolve())]
+
+
+def audio_command(ffmpeg, path, sample_rate, out="pipe:1", fmt="s16le"):
+    """argv that decodes the first audio stream of `path` to mono PCM16 at `sample_rate`."""
+    return [ffmpeg, *_input_args(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", fmt, "-y", out]
+
+
+def _reason(stderr):
+    """One line that says why ffmpeg failed, from its stderr."""
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    for ln in lines:
+        if "moov atom not found" in ln:
+            return "not a readable media file (mp4 index 'moov atom' missing: truncated or corrupt)"
+    for ln in lines:
+        if "Invalid data found" in ln:
+            return "not a readable media file (invalid data)"
+    return lines[0] if lines else "ffmpeg failed without a message"
+
+
+def _run(argv, path, timeout_s):
+    size = Path(path).stat().st_size if Path(path).exists() else None
+    if size is None:
+        raise MediaError("failed", "file does not exist")
+    if size == 0:
+        raise MediaError("failed", "empty file (0 bytes)")
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise MediaError("failed", f"ffmpeg timed out after {timeout_s} s") from None
+    return proc
+
+
+def decode_audio(path, sample_rate=16000, ffmpeg="imageio", timeout_s=300):
+    """The first audio stream of a media file as mono int16 samples at `sample_rate`.
+
+    Returns:
+      np.ndarray int16 [n_samples]; may be empty if the stream decodes to nothing.
+    Raises:
+      MediaError('no_audio', ...) when the file has no audio stream,
+      MediaError('failed', ...) when it cannot be read.
+    """
+    proc = _run(audio_command(ffmpeg_binary(ffmpeg), path, sample_rate), path, timeout_s)
+    err = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        if "matches no streams" in err:
+            raise MediaError("no_audio", "no audio stream")
+        raise MediaError("failed", _reason(proc.stderr))
+    samples = np.frombuffer(proc.stdout, dtype="<i2")
+    if samples.size == 0:
+        # A stream that decodes to nothing (ffmpeg may still exit 0): say why if it said.
+        raise MediaError("failed", "audio stream decodes to 0 samples"
+                         + (f" ({_reason(proc.stderr)})" if err.strip() else ""))
+    return samples
+
+
+def decode_frames(path, size_pixels, frames_per_second, ffmpeg="imageio", timeout_s=300):
+    """Frames of the first video stream, resampled in time and scaled to a square.
+
+    Returns:
+      np.ndarray uint8 [n_frames, size_pixels, size_pixels, 3] (RGB).
+    """
+    s = int(size_pixels)
+    argv = [ffmpeg_binary(ffmpeg), *_input_args(path), "-map", "0:v:0", "-an",
+            "-vf", f"fps={frames_per_second},scale={s}:{s}:flags=area",
+            "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+    proc = _run(argv, path, timeout_s)
+    if proc.returncode != 0:
+        if "matches no streams" in proc.stderr.decode("utf-8", "replace"):
+            raise MediaError("failed", "no video stream")
+        raise MediaError("failed", _reason(proc.stderr))
+    frames = np.frombuffer(proc.stdout, dtype=np.uint8)
+    if frames.size == 0 or frames.size % (s * s * 3):
+        raise MediaError("failed", f"decoded {frames.size} bytes of video, not whole frames")
+    return frames.reshape(-1, s, s, 3)
+
+
+def write_wav(path, samples, sample_rate):
+    """Write int16 mono samples as a PCM16 wav (caller makes it atomic)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+
+
+def read_wav(path):
+    """A PCM16 wav -> (float32 samples in [-1, 1] [n_samples] or [n_samples, channels], rate)."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: expected 16-bit PCM, got {8 * w.getsampwidth()}-bit")
+        n_ch, rate = w.getnchannels(), w.getframerate()
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    data = data.astype(np.float32) / 32768.0
+    return (data if n_ch == 1 else data.reshape(-1, n_ch)), rate

@@ -1,0 +1,85 @@
+"""Convolutional audio classifiers trained from scratch on log-mel patches.
+
+Input  x: [batch, channels, 64 mel bands, 96 frames] (channels 1, or 3 with deltas).
+Output {"logits": [batch, n_classes], "embedding": [batch, embedding_dim]}.
+
+Both follow PANNs (Kong et al. 2020): batch norm over mel bands at the input, blocks of
+3x3 convolutions with batch norm and ReLU, average pooling, then global pooling (mean over
+frequency, then max + mean over time) and a fully connected embedding.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from network import register
+
+
+class ConvBlock(nn.Module):
+    """(conv 3x3 -> BN -> ReLU) x n_convs, then average pooling by `pool`."""
+
+    def __init__(self, c_in, c_out, n_convs=2, pool=(2, 2)):
+        super().__init__()
+        layers = []
+        for i in range(n_convs):
+            layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AvgPool2d(pool) if pool else nn.Identity()
+
+    def forward(self, x):
+        return self.pool(self.convs(x))
+
+
+class PannsStyleCNN(nn.Module):
+    """Blocks of widths `widths`, global pooling, embedding, classifier."""
+
+    def __init__(self, n_classes, in_channels=1, widths=(64, 128, 256, 512), n_convs=2,
+                 stem_stride=1, embedding_dim=256, dropout=0.2, n_bands=64):
+        super().__init__()
+        self.bn_bands = nn.BatchNorm2d(n_bands)  # normalises each mel band over the batch
+        blocks, c = [], in_channels
+        if stem_stride > 1:  # a lean first stage: one strided conv halves both axes
+            blocks.append(nn.Sequential(
+                nn.Conv2d(c, widths[0], 3, stride=stem_stride, padding=1, bias=False),
+                nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)))
+            c = widths[0]
+        for i, w in enumerate(widths):
+            last = i == len(widths) - 1
+            blocks.append(ConvBlock(c, w, n_convs, pool=None if last else (2, 2)))
+            c = w
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.fc_embedding = nn.Linear(c, embedding_dim)
+        self.fc_logits = nn.Linear(embedding_dim, n_classes)
+
+    def forward(self, x):
+        # x: [B, C, 64 bands, 96 frames]; band-wise BN sees bands as channels
+        x = self.bn_bands(x.transpose(1, 2)).transpose(1, 2)
+        x = self.blocks(x)                           # [B, C', bands', frames']
+        x = x.mean(dim=2)                            # [B, C', frames']
+        x = x.amax(dim=2) + x.mean(dim=2)            # [B, C']
+        emb = F.relu(self.fc_embedding(self.dropout(x)))
+        return {"logits": self.fc_logits(self.dropout(emb)), "embedding": emb}
+
+
+@register("slim_cnn")
+class SlimCNN(PannsStyleCNN):
+    """The fast from-scratch default: strided stem, 4 blocks of one conv, widths 32-256."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("widths", (32, 64, 128, 256))
+        kw.setdefault("n_convs", 1)
+        kw.setdefault("stem_stride", 2)
+        kw.setdefault("embedding_dim", 128)
+        super().__init__(n_classes, in_channels, **kw)
+
+
+@register("panns_cnn")
+class PannsCNN(PannsStyleCNN):
+    """PANNs CNN6/CNN10-like: 4 blocks of two convs, widths 64-512 (slower, stronger)."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("widths", (64, 128, 256, 512))
+        kw.setdefault("n_convs", 2)
+        kw.setdefault("embedding_dim", 512)
+        super().__init__(n_classes, in_channels, **kw)

@@ -1,0 +1,84 @@
+"""Step 02: extract every video's sound track with ffmpeg.
+
+Reads  file_lists/<dataset>/<split>_videos.txt and the videos under <video_root>
+Writes <audio_root>/<id>.wav                      16 kHz mono PCM16 (SAMPLE_RATE_HZ), atomically
+       <audio_root>/<id>.status                   only for videos without a wav: no_audio|failed
+       file_lists/<dataset>/<split>_audio.txt     ids with a sound track (sorted)
+       file_lists/<dataset>/<split>_no_audio.txt  `id<TAB>reason`: no audio stream
+       file_lists/<dataset>/<split>_failed.txt    `id<TAB>reason`: corrupt, empty, unreadable...
+
+The lists describe the whole split as found on disk (all shards so far); the printed summary
+describes this run: listed = done + existing + no audio + failed. A rerun skips finished
+wavs and "no audio" videos and retries failures. Exit status: 0, or 3 when some video failed
+(listed in <split>_failed.txt; with --strict, also when any video has no audio).
+"""
+import functools
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cli  # noqa: E402
+import datafiles  # noqa: E402
+import jobs  # noqa: E402
+import media  # noqa: E402
+
+EXIT_SOME_FAILED = 3
+
+
+def extract(item, audio_root, sample_rate, ffmpeg, timeout_s):
+    """(id, video path or None) -> Outcome; writes <audio_root>/<id>.wav or a status file."""
+    vid, path = item
+    try:
+        if path is None:
+            raise media.MediaError("failed", "video file not found under the video root")
+        samples = media.decode_audio(path, sample_rate, ffmpeg, timeout_s)
+    except media.MediaError as e:
+        jobs.write_status(audio_root, vid, e.kind, e.reason)
+        return jobs.Outcome(vid, e.kind, e.reason)
+    datafiles.atomic_write(Path(audio_root) / (vid + ".wav"),
+                           lambda tmp: media.write_wav(tmp, samples, sample_rate))
+    jobs.clear_status(audio_root, vid)
+    return jobs.Outcome(vid, "done")
+
+
+def write_lists(paths, split, ids):
+    """The split's lists from what is on disk; returns the number of ids still pending."""
+    state = jobs.split_state(ids, paths.audio_root, ".wav")
+    by = {s: [(i, r) for i, (st, r) in state.items() if st == s]
+          for s in ("done", "no_audio", "failed", "pending")}
+    datafiles.write_lines(paths.stage_list(split, "audio"), [i for i, _ in by["done"]])
+    for what in ("no_audio", "failed"):
+        datafiles.write_lines(paths.stage_list(split, what), [f"{i}\t{r}" for i, r in by[what]])
+    return {k: len(v) for k, v in by.items()}
+
+
+def main(argv=None):
+    parser = cli.parser(__doc__, ["SPLITS", "AUDIO_ROOT", "SAMPLE_RATE_HZ", "FFMPEG",
+                                  "FFMPEG_TIMEOUT_SECONDS", "VIDEO_EXTENSIONS", "STRICT"],
+                        shard=True)
+    cfg = cli.parse(parser, argv)
+    paths = datafiles.Paths(cfg)
+    ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)  # fail now, not once per video
+    work = functools.partial(extract, audio_root=str(paths.audio_root),
+                             sample_rate=cfg.sample_rate_hz, ffmpeg=ffmpeg,
+                             timeout_s=cfg.ffmpeg_timeout_seconds)
+    bad = 0
+    for split in cfg.splits:
+        ids, _ = datafiles.read_video_list(paths.video_list(split))
+        found = datafiles.locate_videos(paths.video_root, ids, cfg.video_extensions)
+        items = {i: (str(found[i]) if i in found else None) for i in ids}
+        summary = jobs.run("02 audio", split, cfg.shard, items, work, cfg.workers,
+                           paths.audio_root, ".wav")
+        print(summary.text())
+        n = write_lists(paths, split, ids)
+        print(f"  {split} on disk: {len(ids)} videos = with sound {n['done']} + without sound "
+              f"{n['no_audio']} + failed {n['failed']}"
+              + (f" + pending {n['pending']} (other shards)" if n["pending"] else "")
+              + f"  -> {paths.stage_list(split, 'audio').parent}/{split}_*.txt")
+        bad += summary.failed + (summary.counts["no_audio"] if cfg.strict else 0)
+    return EXIT_SOME_FAILED if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

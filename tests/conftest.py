@@ -1,0 +1,53 @@
+"""Shared test helpers: import the repository's modules and numbered scripts, make media."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+import media  # noqa: E402
+
+
+def load_script(name):
+    """Import scripts/<name>.py as a module (their names start with digits)."""
+    path = REPO / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def ffmpeg():
+    return media.ffmpeg_binary("imageio")
+
+
+def make_video(ffmpeg, path, seconds=2.0, audio="sine", rate=16000, channels=1,
+               audio_seconds=None, freq=440):
+    """A small real H.264 mp4 from ffmpeg's lavfi sources.
+
+    audio: 'sine' (a tone at `freq`), 'noise', 'silence', or None for no audio stream.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi",
+            "-i", f"testsrc2=s=64x48:r=10:d={seconds}"]
+    if audio:
+        src = {"sine": f"sine=f={freq}:r={rate}", "noise": f"anoisesrc=r={rate}:a=0.3:s=1",
+               "silence": f"anullsrc=r={rate}"}[audio]
+        argv += ["-f", "lavfi", "-t", str(audio_seconds or seconds), "-i", src,
+                 "-ac", str(channels), "-c:a", "aac"]
+    argv += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-y", "file:" + str(path)]
+    subprocess.run(argv, check=True)
+    return path
+
+
+def sine(seconds, freq=440.0, rate=16000, amplitude=0.5):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
