@@ -52,7 +52,7 @@ class PatchDataset(Dataset):
 
     def __init__(self, datalist, feature_dir, tracks=None, packed=None, max_open=256):
         self.datalist = datalist
-        self.feature_dir = Path(feature_dir)
+        self.feature_dir = Path(feature_dir) if feature_dir is not None else None
         self.tracks = np.arange(len(datalist)) if tracks is None else np.asarray(tracks)
         counts = datalist.n_patches[self.tracks]
         # patch i of this dataset = patch `within[i]` of datalist track `track_of[i]`

@@ -21,7 +21,8 @@ minival carved from TRAIN_SPLIT (MINIVAL_FRACTION of its tracks, per class), nev
 evaluated split; EVAL_CHECKPOINT picks best or last for scoring.
 
 One CPU or GPU:  python train.py --dataset demo --feature mel --model slim_cnn --epochs 12 --run r1
-Several GPUs:    torchrun --nproc_per_node=4 train.py ... (DDP, one process per GPU)
+Several GPUs:    torchrun --nproc_per_node=4 -- train.py ... (DDP, one process per GPU; the
+                 "--" stops torchrun from reading train.py's --run as its own --run-path)
 Resume:          the same command with --resume (continues from runs/<dataset>/<run>/last.pt)
 """
 import csv
@@ -265,9 +266,16 @@ def load_checkpoint(path, device="cpu"):
 
 # ---------------------------------------------------------------- training
 
+# Fault injection for the kill-and-resume test: sleep this long after each step. 0 normally.
+_PAUSE_EACH_STEP_S = float(os.environ.get("SOUNDTRACK_PAUSE_EACH_STEP_S", "0"))
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, env, cfg, epoch, n_classes):
+    """One pass over the loader. Every random draw of the epoch (dropout, masks, mixup) comes
+    from generators seeded by (SEED, epoch, rank), so a resumed run repeats it exactly."""
     model.train()
-    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 101 + env.rank)
+    torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + env.rank)
+    gen = torch.Generator().manual_seed(cfg.seed * 100_019 + epoch * 103 + env.rank)
     beta = np.random.default_rng([cfg.seed, epoch, env.rank])
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -299,6 +307,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, env, cfg, epoch
         total += loss.item() * len(x)
         count += len(x)
         bar.set_postfix(loss=f"{total / count:.3f}")
+        if _PAUSE_EACH_STEP_S:
+            time.sleep(_PAUSE_EACH_STEP_S)
     stats = torch.tensor([total, count], dtype=torch.float64, device=env.device)
     if env.world > 1:
         dist.all_reduce(stats)

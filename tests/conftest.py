@@ -19,6 +19,7 @@ def load_script(name):
     path = REPO / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"script_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # so worker processes can unpickle its functions
     spec.loader.exec_module(module)
     return module
 

@@ -1,0 +1,166 @@
+"""Benchmark of steps 02-03 against baselines measured in the same run.
+
+Makes N real 10 s mp4 files (H.264 + AAC, ffmpeg lavfi sources) in a temporary folder, then
+times, each the median of --repeats runs:
+  (a) a bare ffmpeg loop writing the same 16 kHz mono wavs, with the same binary, the same
+      arguments as step 02 and the same number of worker processes;
+  (b) step 02 (scripts/02_extract_audio.py, called in-process: per-file throughput is what
+      matters at Kinetics scale, the interpreter start is paid once);
+  (c) step 03's log-mel (audio.log_mel_patches) per track against
+      librosa.feature.melspectrogram with the same parameters (512-point FFT, 400/160
+      window/hop, 64 mels, 125-7500 Hz) plus the same log and patching, one process;
+  (d) step 02 with 1 worker against 2 workers.
+Prints the ratios and an estimate of core-hours for Kinetics-600 (~500k clips of 10 s).
+Writes nothing outside its temporary folder.
+
+  python scripts/bench_frontend.py --videos 64 --workers 2
+"""
+import argparse
+import multiprocessing
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import audio  # noqa: E402
+import config  # noqa: E402
+import media  # noqa: E402
+
+KINETICS_CLIPS = 500_000
+
+
+def load_script(name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so worker processes can unpickle its functions
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_videos(root, n, seconds, ffmpeg, workers):
+    argvs = []
+    for i in range(n):
+        out = root / "videos" / "c" / "cls" / f"v{i:04d}.mp4"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        argvs.append([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                      f"testsrc2=s=96x72:r=10:d={seconds}", "-f", "lavfi", "-i",
+                      f"anoisesrc=r=44100:a=0.1:s={i}:d={seconds}", "-f", "lavfi", "-i",
+                      f"sine=f={200 + 10 * i}:r=44100:d={seconds}", "-filter_complex",
+                      "[1:a][2:a]amix=inputs=2[a]", "-map", "0:v", "-map", "[a]", "-ac", "2",
+                      "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-y", str(out)])
+    with multiprocessing.Pool(workers) as pool:
+        pool.map(_check_call, argvs)
+    return sorted((root / "videos" / "c" / "cls").glob("*.mp4"))
+
+
+def _check_call(argv):
+    subprocess.run(argv, check=True)
+
+
+def _bare(job):
+    ffmpeg, video, wav = job
+    subprocess.run(media.audio_command(ffmpeg, video, config.SAMPLE_RATE_HZ, out=str(wav),
+                                       fmt="wav"), check=True, stdout=subprocess.DEVNULL)
+
+
+def bare_loop(videos, out, ffmpeg, workers):
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    jobs = [(ffmpeg, v, out / (v.stem + ".wav")) for v in videos]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_bare, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
+    return time.perf_counter() - t0
+
+
+def step02(step, root, workers):
+    data = root / "data"
+    shutil.rmtree(data / "bench" / "audio", ignore_errors=True)
+    argv = ["--dataset", "bench", "--video-root", str(root / "videos"), "--data-root",
+            str(data), "--output-root", str(root), "--workers", str(workers), "--splits", "c"]
+    t0 = time.perf_counter()
+    code = step.main(argv)
+    seconds = time.perf_counter() - t0
+    if code:
+        sys.exit(f"step 02 failed (exit {code})")
+    return seconds
+
+
+def librosa_patches(x, sr):
+    import librosa
+    mel = librosa.feature.melspectrogram(
+        y=x, sr=sr, n_fft=config.FFT_LENGTH, win_length=400, hop_length=160, window="hann",
+        center=False, power=1.0, n_mels=config.NUM_MEL_BANDS, fmin=config.MEL_MIN_HZ,
+        fmax=config.MEL_MAX_HZ, htk=True)
+    logmel = np.log(mel + config.LOG_OFFSET)
+    n = logmel.shape[1] // config.PATCH_FRAMES
+    return logmel[:, : n * config.PATCH_FRAMES].reshape(64, n, 96).transpose(1, 0, 2)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", type=int, default=64, help="number of 10 s test videos")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="runs per timing (median)")
+    p.add_argument("--ffmpeg", default=config.FFMPEG, help="imageio | system | a path")
+    args = p.parse_args(argv)
+    ffmpeg = media.ffmpeg_binary(args.ffmpeg)
+    step = load_script("02_extract_audio")
+    step01 = load_script("01_make_file_lists")
+    with tempfile.TemporaryDirectory(prefix="bench_frontend_") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        videos = make_videos(root, args.videos, args.seconds, ffmpeg, args.workers)
+        print(f"made {len(videos)} videos of {args.seconds:.0f} s in "
+              f"{time.perf_counter() - t0:.1f} s; ffmpeg {ffmpeg}")
+        step01.main(["--dataset", "bench", "--video-root", str(root / "videos"),
+                     "--output-root", str(root), "--splits", "c", "--train-split", "c"])
+        med = statistics.median
+        bare, ours, one = [], [], []
+        for _ in range(args.repeats):  # interleaved, so drift hits both alike
+            bare.append(bare_loop(videos, root / "bare", ffmpeg, args.workers))
+            ours.append(step02(step, root, args.workers))
+            one.append(step02(step, root, 1))
+        wavs = sorted((root / "data" / "bench" / "audio").rglob("*.wav"))
+        tracks = [media.read_wav(w) for w in wavs]
+        librosa_patches(*tracks[0])  # warm-up (imports, caches) for both sides
+        audio.log_mel_patches(*tracks[0])
+        ours_mel, lib_mel = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            for x, sr in tracks:
+                audio.log_mel_patches(x, sr)
+            ours_mel.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for x, sr in tracks:
+                librosa_patches(x, sr)
+            lib_mel.append(time.perf_counter() - t0)
+
+    n = len(videos)
+    print(f"\n{n} videos x {args.seconds:.0f} s, {args.workers} workers, median of {args.repeats}")
+    print(f"(a) bare ffmpeg loop     {med(bare):7.2f} s  {n / med(bare):7.1f} files/s")
+    print(f"(b) step 02              {med(ours):7.2f} s  {n / med(ours):7.1f} files/s"
+          f"   throughput ratio b/a = {med(bare) / med(ours):.2f} (goal >= 0.9)")
+    print(f"(c) log-mel, ours        {med(ours_mel):7.2f} s  {n / med(ours_mel):7.1f} tracks/s")
+    print(f"    librosa + log        {med(lib_mel):7.2f} s  {n / med(lib_mel):7.1f} tracks/s"
+          f"   speed-up = {med(lib_mel) / med(ours_mel):.2f} x (goal >= 2)")
+    print(f"(d) step 02, 1 worker    {med(one):7.2f} s; {args.workers} workers {med(ours):.2f} s"
+          f"   speed-up = {med(one) / med(ours):.2f} x (goal >= 1.5 with 2 workers)")
+    core_s = med(one) / n + med(ours_mel) / n
+    print(f"Kinetics-600 estimate: {core_s * 1000:.0f} ms per 10 s clip per core "
+          f"(extraction + log-mel) -> {core_s * KINETICS_CLIPS / 3600:.1f} core-hours for "
+          f"{KINETICS_CLIPS:,} clips")
+
+
+if __name__ == "__main__":
+    main()

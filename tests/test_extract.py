@@ -1,0 +1,217 @@
+"""Steps 01-04 on real mp4 files made with ffmpeg, including every kind of bad input."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SHARED_DATA, load_script, make_video
+
+step01 = load_script("01_make_file_lists")
+step02 = load_script("02_extract_audio")
+step03 = load_script("03_make_audio_images")
+step04 = load_script("04_make_datalists")
+
+ODD_NAMES = ["with space", "it's \"quoted\"", "ünïcødé_名前", "-leading-dash", "a:colon"]
+
+
+@pytest.fixture(scope="module")
+def bad_root(tmp_path_factory, ffmpeg):
+    """A Kinetics-layout root whose val split holds one of each bad input."""
+    root = tmp_path_factory.mktemp("videos")
+    for c in ("tone", "noise"):
+        for i in range(2):
+            make_video(ffmpeg, root / "train" / c / f"t{i}.mp4", 1.5,
+                       audio="sine" if c == "tone" else "noise")
+    v = root / "val" / "tone"
+    make_video(ffmpeg, v / "good.mp4", 2.0)
+    make_video(ffmpeg, v / "stereo_44k.mp4", 2.0, rate=44100, channels=2)
+    make_video(ffmpeg, v / "surround_48k.mp4", 2.0, rate=48000, channels=6)
+    make_video(ffmpeg, v / "rate_8k.mp4", 2.0, rate=8000)
+    make_video(ffmpeg, v / "rate_22k.mp4", 2.0, rate=22050)
+    make_video(ffmpeg, v / "silent.mp4", 2.0, audio="silence")
+    make_video(ffmpeg, v / "short.mp4", 2.0, audio_seconds=0.5)
+    make_video(ffmpeg, v / "no_audio.mp4", 1.0, audio=None)
+    for name in ODD_NAMES:
+        make_video(ffmpeg, root / "val" / "noise" / f"{name}.mp4", 1.2, audio="noise")
+    good = (v / "good.mp4").read_bytes()
+    (root / "val" / "noise" / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    (root / "val" / "noise" / "empty.mp4").write_bytes(b"")
+    (root / "val" / "noise" / "text.mp4").write_text("this is not a video\n")
+    return root
+
+
+def run_steps(video_root, out, *extra, steps=(step01, step02, step03)):
+    common = ["--dataset", "t", "--video-root", str(video_root), "--data-root", str(out / "data"),
+              "--output-root", str(out), *extra]
+    return [s.main([*common] + (["--workers", "2"] if s is not step01 else [])) for s in steps]
+
+
+def read_tsv(path):
+    return dict(line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def test_bad_inputs_are_listed_with_reasons_and_counts_reconcile(bad_root, tmp_path, capsys):
+    codes = run_steps(bad_root, tmp_path)
+    assert codes == [None, 3, 0]        # step 02: some files failed (listed) -> exit 3
+    lists = tmp_path / "file_lists" / "t"
+    videos = [ln.split("\t")[0] for ln in (lists / "val_videos.txt").read_text().splitlines()]
+    with_sound = (lists / "val_audio.txt").read_text().splitlines()
+    no_audio = read_tsv(lists / "val_no_audio.txt")
+    failed = read_tsv(lists / "val_failed.txt")
+    assert len(videos) == len(with_sound) + len(no_audio) + len(failed) == 16
+    assert no_audio == {"val/tone/no_audio": "no audio stream"}
+    assert set(failed) == {"val/noise/truncated", "val/noise/empty", "val/noise/text"}
+    assert failed["val/noise/empty"] == "empty file (0 bytes)"
+    assert "not a readable media file" in failed["val/noise/text"]
+    assert {f"val/noise/{n}" for n in ODD_NAMES} <= set(with_sound)
+    out = capsys.readouterr().out
+    assert "listed 16 = done 12 + exists 0 + no audio 1 + failed 3" in out
+
+    audio = tmp_path / "data" / "t" / "audio"
+    import media
+    for name in ("stereo_44k", "surround_48k", "rate_8k", "rate_22k"):
+        x, rate = media.read_wav(audio / "val" / "tone" / f"{name}.wav")
+        assert rate == 16000 and x.ndim == 1 and abs(len(x) / rate - 2.0) < 0.1, name
+    x, _ = media.read_wav(audio / "val" / "tone" / "silent.wav")
+    assert not np.any(x)
+
+    notes = read_tsv(lists / "val_mel_notes.txt")
+    assert notes["val/tone/short"].startswith("padded")
+    assert notes["val/tone/silent"].startswith("silent")
+    feats = tmp_path / "data" / "t" / "features" / "mel"
+    short = np.load(feats / "val" / "tone" / "short.npy")
+    assert short.shape == (1, 64, 96) and short.dtype == np.float16
+    assert np.load(feats / "val" / "tone" / "good.npy").shape == (2, 64, 96)
+    silent = np.load(feats / "val" / "tone" / "silent.npy").astype(np.float32)
+    assert np.allclose(silent, np.log(0.01), atol=1e-2)
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_rerun_skips_finished_and_drop_policy(bad_root, tmp_path, capsys):
+    run_steps(bad_root, tmp_path)
+    capsys.readouterr()
+    codes = run_steps(bad_root, tmp_path, steps=(step02,))
+    out = capsys.readouterr().out
+    assert codes == [3]
+    assert "listed 16 = done 0 + exists 12 + no audio 1 + failed 3" in out  # failures retried
+    # drop policy: the short track gets no features and is listed with its reason
+    code = step03.main(["--dataset", "t", "--data-root", str(tmp_path / "data"), "--output-root",
+                        str(tmp_path), "--short-track-policy", "drop", "--feature-root",
+                        str(tmp_path / "feat_drop"), "--splits", "val"])
+    assert code == 0
+    skipped = (tmp_path / "file_lists" / "t" / "val_mel_skipped.txt").read_text()
+    assert "val/tone/short\tdropped\t0.50 s of audio" in skipped
+
+
+def test_changed_front_end_settings_are_refused(bad_root, tmp_path):
+    run_steps(bad_root, tmp_path, "--splits", "train")
+    with pytest.raises(SystemExit, match="other settings"):
+        step03.main(["--dataset", "t", "--data-root", str(tmp_path / "data"), "--output-root",
+                     str(tmp_path), "--splits", "train", "--feature-dtype", "float32"])
+
+
+def test_shards_partition_the_work(bad_root, tmp_path, capsys):
+    common = ["--dataset", "t", "--video-root", str(bad_root), "--data-root",
+              str(tmp_path / "data"), "--output-root", str(tmp_path)]
+    step01.main(common)
+    common += ["--splits", "val"]
+    step02.main(common + ["--shard", "1/2"])
+    first = capsys.readouterr().out
+    assert "pending" in first            # the lists show what other shards have yet to do
+    step02.main(common + ["--shard", "2/2"])
+    second = capsys.readouterr().out
+    n1 = int(first.split("listed ")[1].split()[0])
+    n2 = int(second.split("listed ")[1].split()[0])
+    assert n1 + n2 == 16 and abs(n1 - n2) <= 1
+    assert "pending" not in second.split("on disk")[1]
+
+
+def test_datalists_index_every_track_by_id(bad_root, tmp_path):
+    run_steps(bad_root, tmp_path)
+    step04.main(["--dataset", "t", "--data-root", str(tmp_path / "data"), "--output-root",
+                 str(tmp_path), "--packed"])
+    d = np.load(tmp_path / "datalists" / "t" / "mel_val.npz")
+    ids = d["ids"].tolist()
+    assert ids == sorted(ids) and len(ids) == 12
+    assert d["offsets"][-1] == d["n_patches"].sum()
+    packed = np.load(tmp_path / "datalists" / "t" / "mel_val_patches.npy", mmap_mode="r")
+    feats = tmp_path / "data" / "t" / "features" / "mel"
+    for t in (0, 5, 11):
+        a, b = d["offsets"][t], d["offsets"][t + 1]
+        assert np.array_equal(packed[a:b], np.load(feats / (ids[t] + ".npy")))
+    labels = dict(zip(ids, d["labels"].tolist()))
+    assert labels["val/tone/good"] == 1 and labels["val/noise/with space"] == 0  # sorted classes
+
+
+def _kill_while_writing(argv, workdir, pattern):
+    """Run a step with a pause before each rename; kill -9 once a temp file exists."""
+    env = dict(os.environ, SOUNDTRACK_PAUSE_BEFORE_RENAME_S="0.5")
+    proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    seen = []
+    while time.time() < deadline and not seen:
+        time.sleep(0.05)
+        seen = [p for p in workdir.rglob(pattern) if p.exists()]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return seen
+
+
+@pytest.mark.parametrize("step", ["02_extract_audio", "03_make_audio_images"])
+def test_kill_9_then_rerun_equals_uninterrupted_run(bad_root, tmp_path, step):
+    def argv(out, script):
+        return [str(REPO / "scripts" / f"{script}.py"), "--dataset", "t", "--video-root",
+                str(bad_root), "--data-root", str(out / "data"), "--output-root", str(out),
+                "--workers", "2"]
+
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    for out in (ref, killed):
+        step01.main(argv(out, "01")[1:-2])
+    scripts = ["02_extract_audio"] + (["03_make_audio_images"] if step.startswith("03") else [])
+    for s in scripts:
+        subprocess.run([sys.executable, *argv(ref, s)], check=False, capture_output=True)
+    if step.startswith("03"):
+        subprocess.run([sys.executable, *argv(killed, scripts[0])], check=False,
+                       capture_output=True)
+    seen = _kill_while_writing(argv(killed, step), killed / "data", "*.partial")
+    assert seen, "no temporary file was seen before the kill"
+    subprocess.run([sys.executable, *argv(killed, step)], check=False, capture_output=True)
+    assert not list(killed.rglob("*.partial"))
+    sub = "audio" if step.startswith("02") else "features"
+    suffix = ".wav" if step.startswith("02") else ".npy"
+    ref_files = sorted(p.relative_to(ref) for p in (ref / "data").rglob(f"*{suffix}"))
+    got_files = sorted(p.relative_to(killed) for p in (killed / "data").rglob(f"*{suffix}"))
+    assert ref_files == got_files and any(sub in str(p) for p in ref_files)
+    for rel in ref_files:
+        assert (ref / rel).read_bytes() == (killed / rel).read_bytes(), rel
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "videos").is_dir(), reason="../shared/data absent")
+def test_real_clips_and_edge_cases(tmp_path, capsys):
+    root = tmp_path / "real"
+    shutil.copytree(SHARED_DATA / "videos" / "kinetics_layout", root)
+    edge = root / "val" / "dog"  # a class train has: labels come from train
+    edge.mkdir(parents=True, exist_ok=True)
+    for f in (SHARED_DATA / "videos" / "edge_cases").iterdir():
+        shutil.copy(f, edge / f.name)
+    run_steps(root, tmp_path)
+    lists = tmp_path / "file_lists" / "t"
+    videos = (lists / "val_videos.txt").read_text().splitlines()
+    with_sound = (lists / "val_audio.txt").read_text().splitlines()
+    no_audio = read_tsv(lists / "val_no_audio.txt")
+    failed = read_tsv(lists / "val_failed.txt")
+    assert len(videos) == len(with_sound) + len(no_audio) + len(failed)
+    assert "val/dog/mmaction2_demo_kinetics_noaudio" in no_audio
+    for name in ("mmaction2_test_mpeg4_mp3", "moviepy_bbb_1s_vp8_vorbis",
+                 "moviepy_chaplin_h264_mp3"):
+        assert f"val/dog/{name}" in with_sound, (name, failed)
+    for vid in with_sound:  # every extracted track became patches (or a noted pad)
+        assert (tmp_path / "data" / "t" / "features" / "mel" / (vid + ".npy")).exists()

@@ -1,0 +1,163 @@
+"""train.py on synthetic audio images: it learns, resumes exactly, and runs under torchrun."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import datafiles
+import network
+from AudioDataLoader import Datalist, PatchDataset, minival_split
+from conftest import REPO, load_script
+
+import train
+
+step04 = load_script("04_make_datalists")
+N_CLASSES = 3
+
+
+def make_features(root, out, tracks_per_class=(12, 6), patches=3, seed=0):
+    """Lists and float16 patches where class c lights up mel bands 20c..20c+12, under noise."""
+    rng = np.random.default_rng(seed)
+    lists = out / "file_lists" / "syn"
+    feats = root / "syn" / "features" / "mel"
+    lists.mkdir(parents=True, exist_ok=True)
+    datafiles.write_lines(lists / "classes.txt", [f"class{c}" for c in range(N_CLASSES)])
+    for split, n in zip(("train", "val"), tracks_per_class):
+        rows, ids = [], []
+        for c in range(N_CLASSES):
+            for i in range(n):
+                vid = f"{split}/class{c}/clip{i:02d}"
+                x = rng.normal(0, 1, (patches + i % 2, 64, 96)).astype(np.float32)
+                x[:, 20 * c: 20 * c + 12, :] += 1.0
+                datafiles.save_npy(feats / (vid + ".npy"), x.astype(np.float16))
+                rows.append(f"{vid}\t{c}")
+                ids.append(vid)
+        datafiles.write_lines(lists / f"{split}_videos.txt", rows)
+        datafiles.write_lines(lists / f"{split}_audio.txt", ids)
+    return ["--dataset", "syn", "--data-root", str(root), "--output-root", str(out)]
+
+
+@pytest.fixture()
+def syn(tmp_path):
+    common = make_features(tmp_path / "data", tmp_path)
+    step04.main(common)
+    return tmp_path, common + ["--batch-size", "16", "--learning-rate", "0.003",
+                               "--warmup-epochs", "0.5", "--minival-fraction", "0.2"]
+
+
+def test_learns_and_writes_every_output(syn, capsys):
+    out, common = syn
+    train.main(common + ["--epochs", "4", "--run", "r", "--mixup-alpha", "0.4"])
+    npy = out / "npy_files" / "syn" / "r"
+    scores = np.load(npy / "val_audio_scores.npy")
+    ids = datafiles.read_ids(npy / "val_audio_ids.txt")
+    labels = np.array([int(i.split("/")[1][-1]) for i in ids])
+    assert scores.shape == (18, N_CLASSES) and np.allclose(scores.sum(1), 1, atol=1e-4)
+    assert np.mean(scores.argmax(1) == labels) > 0.8          # chance is 1/3
+    logits, track = np.load(npy / "val_patch_logits.npy"), np.load(npy / "val_patch_track.npy")
+    assert len(logits) == len(track) and np.array_equal(np.unique(track), np.arange(18))
+    assert np.load(npy / "val_embeddings.npy").shape[0] == 18
+    run = out / "runs" / "syn" / "r"
+    ckpt = torch.load(run / "best.pt", weights_only=False)
+    assert ckpt["config"]["model"] == "slim_cnn" and ckpt["classes"][0] == "class0"
+    assert "git_commit" in ckpt and "torch" in ckpt["versions"]
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert {"train/loss", "lr", "minival/track_top1", "val/track_top1"} <= set(acc.Tags()["scalars"])
+    assert "chosen on minival" in capsys.readouterr().out
+
+
+def test_resume_after_kill_9_matches_a_straight_run(syn):
+    out, common = syn
+    args = common + ["--epochs", "2", "--loader-workers", "0"]
+    train.main(args + ["--run", "straight"])
+    env = dict(os.environ, SOUNDTRACK_PAUSE_EACH_STEP_S="0.2")
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, "--run", "killed"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = out / "runs" / "syn" / "killed" / "log.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) == 2):
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside epoch 2 (its steps are slowed down)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    last = torch.load(out / "runs" / "syn" / "killed" / "last.pt", weights_only=False)
+    assert last["epoch"] == 1, "the kill was meant to land in epoch 2"
+    train.main(args + ["--run", "killed", "--resume"])
+    a = np.load(out / "npy_files" / "syn" / "straight" / "val_audio_scores.npy")
+    b = np.load(out / "npy_files" / "syn" / "killed" / "val_audio_scores.npy")
+    assert np.array_equal(a, b)
+
+
+def test_torchrun_two_processes_score_each_track_once(syn):
+    out, common = syn
+    train.main(common + ["--epochs", "1", "--run", "one"])
+    one = np.load(out / "npy_files" / "syn" / "one" / "val_audio_scores.npy")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_port", str(29500 + os.getpid() % 1000),
+                "--", str(REPO / "train.py")]  # "--": torchrun would take --run as its own
+    # the same checkpoint scored by two processes: identical scores, each track once
+    r = subprocess.run(torchrun + common + ["--run", "one", "--eval-only"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = np.load(out / "npy_files" / "syn" / "one" / "val_audio_scores.npy")
+    assert two.shape == one.shape and np.allclose(one, two, atol=1e-5)
+    track = np.load(out / "npy_files" / "syn" / "one" / "val_patch_track.npy")
+    assert np.array_equal(np.bincount(track), Datalist(
+        out / "datalists" / "syn" / "mel_val.npz").n_patches)
+    # and training itself runs as DDP with gloo
+    r = subprocess.run(torchrun + common + ["--epochs", "1", "--run", "ddp"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ddp_ids = datafiles.read_ids(out / "npy_files" / "syn" / "ddp" / "val_audio_ids.txt")
+    assert len(ddp_ids) == len(set(ddp_ids)) == 18
+
+
+def test_loader_per_track_and_packed_agree(syn):
+    out, common = syn
+    step04.main(common[:6] + ["--packed"])
+    dl = Datalist(out / "datalists" / "syn" / "mel_train.npz")
+    per_track = PatchDataset(dl, out / "data" / "syn" / "features" / "mel")
+    packed = PatchDataset(dl, None, packed=out / "datalists" / "syn" / "mel_train_patches.npy")
+    assert len(per_track) == len(packed) == dl.n_patches.sum()
+    for i in (0, 7, len(packed) - 1):
+        a, b = per_track[i], packed[i]
+        assert torch.equal(a[0], b[0]) and a[1:] == b[1:] and a[0].shape == (1, 64, 96)
+    fit, held = minival_split(dl.labels, 0.2, 0)
+    assert not set(fit) & set(held) and len(fit) + len(held) == len(dl)
+    assert set(dl.labels[held]) == set(range(N_CLASSES))
+
+
+@pytest.mark.parametrize("name", ["slim_cnn", "panns_cnn", "resnet18", "vggish"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_models_named_outputs(name, channels):
+    model = network.build(name, n_classes=5, in_channels=channels).eval()
+    out = model(torch.zeros(2, channels, 64, 96))
+    assert out["logits"].shape == (2, 5) and out["embedding"].ndim == 2
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(ValueError, match="slim_cnn"):
+        network.build("resnet50", n_classes=2)
+
+
+def test_vggish_takes_frames_by_bands():
+    """VGGish's first pooled map must be [96/2 frames, 64/2 bands]: the transpose happened."""
+    model = network.build("vggish", n_classes=2).eval()
+    seen = {}
+    model.features[1].register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    model(torch.zeros(1, 1, 64, 96))
+    assert tuple(seen["shape"][2:]) == (96, 64)
