@@ -1,0 +1,250 @@
+"""audio.py: the mel front end against the VGGish reference, and the properties of all three."""
+import math
+import re
+
+import numpy as np
+import pytest
+
+import audio
+from conftest import SHARED_DATA
+
+ESC10_AUDIO = SHARED_DATA / "esc10" / "audio"      # real 5 s clips, 16 kHz mono FLAC
+RATE = audio.SAMPLE_RATE_HZ
+TWO_PATCHES = audio.ONE_PATCH_SAMPLES + audio.PATCH_FRAMES * audio.HOP_SAMPLES   # 30960
+
+
+def noise(n, seed=0, amplitude=1.0, channels=None):
+    shape = (n,) if channels is None else (n, channels)
+    return np.random.default_rng(seed).uniform(-amplitude, amplitude, shape).astype(np.float32)
+
+
+def tone(freq, seconds=2.0, rate=RATE, amplitude=0.5):
+    t = np.arange(round(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def sweep(n, low=50.0, high=7900.0):
+    """A linear chirp from low to high Hz over n samples at 16 kHz."""
+    t = np.arange(n) / RATE
+    return np.sin(2 * np.pi * (low * t + (high - low) / (2 * t[-1]) * t ** 2))
+
+
+# ---------------------------------------------------------------- the VGGish reference
+@pytest.fixture(scope="module")
+def reference():
+    """torchvggish's copy of VGGish's waveform_to_examples -> [n, 64 bands, 96 frames].
+
+    Importing torchvggish only defines the weight URLs; nothing is downloaded.
+    """
+    vggish_input = pytest.importorskip("torchvggish.vggish_input")
+
+    def examples(x, rate=RATE):
+        out = vggish_input.waveform_to_examples(x, rate, return_tensor=False)
+        return np.transpose(out, (0, 2, 1))
+    return examples
+
+
+@pytest.mark.parametrize("name, x", [
+    ("noise, 3 s + 123", noise(3 * RATE + 123)),
+    ("sweep 50 Hz - 7.9 kHz, 2 patches", sweep(TWO_PATCHES)),
+    # a loud tone: quiet bins far from it are where a float32 FFT would lose the 1e-4 bound
+    ("tone + quiet noise", tone(3000.3, 2.0, amplitude=1.0) + noise(2 * RATE, 1, 1e-4)),
+    ("quiet noise, float64", noise(RATE * 2, 2, 1e-3).astype(np.float64)),
+    ("one patch exactly", noise(audio.ONE_PATCH_SAMPLES, 3)),
+    ("one sample short of a patch", noise(audio.ONE_PATCH_SAMPLES - 1, 4)),
+    ("stereo", noise(RATE * 2, 5, channels=2)),
+])
+def test_log_mel_patches_match_vggish_reference(reference, name, x):
+    ours, ref = audio.log_mel_patches(x, RATE), reference(x)
+    assert ours.shape == ref.shape, name
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous
+    if ref.size:
+        assert np.abs(ours - ref).max() <= 1e-4, name
+
+
+@pytest.mark.skipif(not ESC10_AUDIO.is_dir(), reason="../shared/data/esc10 absent")
+def test_real_clips_match_vggish_reference(reference):
+    soundfile = pytest.importorskip("soundfile")
+    for path in sorted(ESC10_AUDIO.glob("*.flac"))[::100]:         # 4 of the 400 clips
+        x, rate = soundfile.read(path, dtype="float32")
+        assert rate == RATE
+        ours, ref = audio.log_mel_patches(x, rate), reference(x)
+        assert ours.shape == ref.shape == (5, 64, 96), path.name
+        assert np.abs(ours - ref).max() <= 1e-4, path.name
+
+
+def test_building_blocks_match_reference():
+    mel_features = pytest.importorskip("torchvggish.mel_features")
+    np.testing.assert_allclose(audio.periodic_hann(400), mel_features.periodic_hann(400),
+                               atol=1e-15)
+    ref = mel_features.spectrogram_to_mel_matrix(64, 257, 16000, 125.0, 7500.0)
+    np.testing.assert_allclose(audio.mel_matrix(), ref, atol=1e-7)
+    x = noise(4000)
+    np.testing.assert_array_equal(audio.frame(x, 400, 160), mel_features.frame(x, 400, 160))
+    np.testing.assert_allclose(audio.stft_magnitude(x),
+                               mel_features.stft_magnitude(x.astype(np.float64), 512, 160, 400),
+                               rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("rate, bands", [(8000, 44), (44100, 60)])
+def test_other_rates_close_to_reference(reference, rate, bands):
+    """resample_poly vs the reference's resampy: close below the resamplers' roll-off.
+
+    The bands below 3.35 kHz (8 kHz input) or 6.4 kHz (44.1 kHz input) agree to 1e-3
+    (measured: 5e-5, 2e-4); nearer the lower Nyquist frequency the two filters' roll-offs
+    differ (by up to 3.5 and 0.3).
+    """
+    x = noise(3 * rate, 6).astype(np.float64)
+    ours, ref = audio.log_mel_patches(x, rate), reference(x, rate)
+    assert ours.shape == ref.shape == (3, 64, 96)
+    assert audio.mel_centres_hz()[bands] < 0.84 * min(rate, RATE) / 2     # bands compared
+    assert np.abs(ours[:, :bands] - ref[:, :bands]).max() < 1e-3
+
+
+# ---------------------------------------------------------------- geometry
+def test_one_patch_samples():
+    assert audio.WINDOW_SAMPLES == 400 and audio.HOP_SAMPLES == 160
+    assert audio.ONE_PATCH_SAMPLES == 15600
+
+
+@pytest.mark.parametrize("feature", audio.FEATURES)
+@pytest.mark.parametrize("n, patches", [(0, 0), (1, 0), (399, 0), (400, 0), (15599, 0),
+                                        (15600, 1), (TWO_PATCHES - 1, 1), (TWO_PATCHES, 2)])
+def test_patch_counts(feature, n, patches):
+    out = audio.features(noise(n), RATE, feature)
+    assert out.shape == (patches, 64, 96) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000])
+def test_padding_to_one_patch_at_any_rate(rate):
+    """Step 03 pads a short track to ceil(ONE_PATCH_SAMPLES * rate / 16000): one patch."""
+    n = math.ceil(audio.ONE_PATCH_SAMPLES * rate / RATE)
+    assert audio.log_mel_patches(noise(n), rate).shape == (1, 64, 96)
+
+
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_resampled_patch_count(rate):
+    x = noise(5 * rate + 17)              # 80_000+ samples at 16 kHz: 499 frames, 5 patches
+    assert audio.resample(x, rate).shape == (math.ceil(len(x) * RATE / rate),)
+    assert audio.log_mel_patches(x, rate).shape == (5, 64, 96)
+
+
+@pytest.mark.parametrize("n", [400, 15600, 16000 * 2 + 77, 3 * RATE])
+def test_frame_counts_agree(n):
+    x = noise(n, 7)
+    counts = {f: len(audio.SPECTROGRAMS[f](x, RATE)) for f in audio.FEATURES}
+    assert set(counts.values()) == {audio.num_frames(n)}, counts
+
+
+# ---------------------------------------------------------------- behaviour
+def test_stereo_is_channel_mean():
+    x = noise(RATE * 2, 8, channels=2)
+    for feature in audio.FEATURES:
+        np.testing.assert_array_equal(audio.features(x, RATE, feature),
+                                      audio.features(x.mean(axis=1), RATE, feature))
+    same = np.stack([x[:, 0], x[:, 0]], axis=1)
+    np.testing.assert_array_equal(audio.log_mel_patches(same, RATE),
+                                  audio.log_mel_patches(x[:, 0], RATE))
+
+
+@pytest.mark.parametrize("feature", audio.FEATURES)
+def test_silence_is_log_offset(feature):
+    out = audio.features(np.zeros(2 * RATE, np.float32), RATE, feature)
+    assert out.shape == (2, 64, 96)
+    np.testing.assert_allclose(out, np.log(audio.LOG_OFFSET), rtol=1e-6)
+
+
+@pytest.mark.parametrize("feature", audio.FEATURES)
+def test_tone_peaks_in_its_band(feature):
+    centres = audio.band_centres_hz(feature)
+    assert np.all(np.diff(centres) > 0)
+    peaks = []
+    for freq in (250.0, 1000.0, 3000.0):
+        spec = audio.SPECTROGRAMS[feature](tone(freq), RATE)
+        peak = int(spec[len(spec) // 2].argmax())          # middle frame: no edge effects
+        nearest = int(np.abs(np.log(centres / freq)).argmin())
+        assert abs(peak - nearest) <= 1, (feature, freq, centres[peak])
+        peaks.append(peak)
+    assert peaks[0] < peaks[1] < peaks[2]
+
+
+def test_cqt_scale_matches_stft_peak():
+    """A sine of amplitude A at a band's centre reads 100 A, as its peak STFT bin."""
+    centre = audio.cqt_centres_hz()[40]
+    spec = audio.log_cqt_spectrogram(tone(centre, 3.0, amplitude=0.5), RATE)
+    np.testing.assert_allclose(np.exp(spec[100:200, 40]) - audio.LOG_OFFSET, 50.0, rtol=1e-3)
+
+
+def test_features_mel_is_log_mel_patches():
+    x = noise(3 * RATE, 9)
+    np.testing.assert_array_equal(audio.features(x, RATE, "mel", deltas=False),
+                                  audio.log_mel_patches(x, RATE))
+
+
+# ---------------------------------------------------------------- deltas
+def test_delta_regression():
+    ramp = np.arange(10, dtype=np.float32)[:, None] * np.float32([1.0, -2.0])  # [10, 2]
+    d = audio.delta(ramp)
+    np.testing.assert_allclose(d[2:-2], [[1.0, -2.0]] * 6, rtol=1e-6)   # slope inside
+    # edges replicated: d[0] = (1 * (s1 - s0) + 2 * (s2 - s0)) / 10 = 0.5 slope
+    np.testing.assert_allclose(d[0], [0.5, -1.0], rtol=1e-6)
+    np.testing.assert_allclose(audio.delta(np.ones((5, 3))), 0.0)
+    assert audio.delta(np.zeros((0, 64))).shape == (0, 64)
+
+
+@pytest.mark.parametrize("feature", audio.FEATURES)
+def test_deltas_shape_and_whole_track(feature):
+    x = noise(TWO_PATCHES + 1000, 10)
+    out = audio.features(x, RATE, feature, deltas=True)
+    assert out.shape == (2, 3, 64, 96) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, 0], audio.features(x, RATE, feature))
+    # computed over the whole track, not per patch: patch 2's first delta sees patch 1
+    spec = audio.SPECTROGRAMS[feature](x, RATE)
+    np.testing.assert_allclose(out[1, 1, :, 0], audio.delta(spec)[96], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out[1, 2, :, 0], audio.delta(audio.delta(spec))[96],
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out[1, 1, :, 0], audio.delta(spec[96:192])[0])
+
+
+def test_patches_axis_order():
+    spec = np.arange(200 * 64, dtype=np.float32).reshape(200, 64)   # [frames, bands]
+    patches = audio.spectrogram_to_patches(spec)
+    assert patches.shape == (2, 64, 96)
+    np.testing.assert_array_equal(patches[1, 5], spec[96:192, 5])
+    stacked = audio.spectrogram_to_patches(audio.add_deltas(spec))
+    assert stacked.shape == (2, 3, 64, 96)
+    np.testing.assert_array_equal(stacked[1, 0], patches[1])
+
+
+# ---------------------------------------------------------------- bad arguments
+@pytest.mark.parametrize("call, message", [
+    (lambda: audio.features(noise(RATE), RATE, "mfcc"), "mel, gam, cqt"),
+    (lambda: audio.band_centres_hz("mfcc"), "mel, gam, cqt"),
+    (lambda: audio.features(noise(RATE), 0), "sample_rate"),
+    (lambda: audio.features(noise(RATE), -16000), "sample_rate"),
+    (lambda: audio.features(noise(RATE), 44100.5), "44100.5"),
+    (lambda: audio.features(noise(RATE), "16000"), "sample_rate"),
+    (lambda: audio.features(np.zeros((2, 3, 4), np.float32), RATE), "(2, 3, 4)"),
+    (lambda: audio.features(np.zeros((2, RATE), np.float32), RATE), "(2, 16000)"),  # transposed
+    (lambda: audio.features(np.zeros(RATE, np.int16), RATE), "int16"),
+    (lambda: audio.features(np.full(RATE, np.nan, np.float32), RATE), "NaN"),
+    (lambda: audio.frame(noise(100), 400, 0), "hop_length 0"),
+    (lambda: audio.periodic_hann(0), "0"),
+    (lambda: audio.stft_magnitude(noise(1000), 400, 160, 256), "fft_length 256"),
+    (lambda: audio.stft_magnitude(noise(1000, channels=2)), "(1000, 2)"),
+    (lambda: audio.mel_matrix(64, 512, 16000, 125.0, 9000.0), "max_hz 9000"),
+    (lambda: audio.mel_matrix(64, 512, 16000, 500.0, 400.0), "min_hz 500"),
+    (lambda: audio.gammatone_matrix(order=0), "order 0"),
+    (lambda: audio.spectrogram_to_patches(np.zeros(100)), "(100,)"),
+    (lambda: audio.add_deltas(np.zeros((10, 2, 3))), "(10, 2, 3)"),
+])
+def test_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
+
+
+def test_cached_filterbanks_are_read_only():
+    for weights in (audio.mel_matrix(), audio.gammatone_matrix()):
+        assert weights.shape == (257, 64) and weights.dtype == np.float32
+        assert not weights.flags.writeable
+        assert np.all(weights[0] == 0)            # the DC bin
