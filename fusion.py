@@ -1,0 +1,736 @@
+"""Late fusion of score sources: a searched weighted average and a small learned fusion layer.
+
+Every function takes the sources as an ordered mapping ``{name: [n, n_classes]}`` whose rows
+are the SAME videos in the same order; rows are aligned by id before they get here
+(``align_rows``; steps 06 and 07), never by position.
+
+Normalisation (``normalize``), the same for every use of a source:
+  ``probs``   rows must be non-negative and sum to 1 within PROBS_SUM_TOLERANCE; they are
+              rescaled to sum to exactly 1. Rows that fail are an error naming the row: a
+              source declared as probabilities that is not is a bug upstream, not a guess.
+  ``logits``  softmax over classes (log-probabilities give back the probabilities).
+  ``auto``    ``probs`` if every row passes that check, otherwise ``logits``; the decision
+              is returned so that callers report it (and ``--apply`` reuses it).
+The weighted average is taken over probabilities.
+
+Correctness of a row: top-k correct when fewer than k OTHER classes score at least as high as
+the true class. An exact tie counts against the row, so a constant source never looks
+accurate. Metrics (``metrics``) are percent: top-1, top-5, mean per-class top-1 (over the
+classes present), and n.
+
+Weight search (``search_weights``, ``cross_fit``): a grid of weight vectors that sum to 1.
+Two sources: the first source's weight takes FUSION_GRID_STEPS values 0, 1/(steps-1), ..., 1
+(both ends included), the second gets the rest. More sources: the simplex grid
+{k / m : k integer, sum k = m} with the finest m <= steps-1 that gives at most
+MAX_SIMPLEX_POINTS points (3 sources: m = 30, 496 points). Cost: one pass of
+G x n x C x S multiply-adds and G x n x C comparisons (G grid points), in row chunks that fit
+the cache; ``scripts/bench_fusion.py`` measured 2.2 s for 30 000 rows x 600 classes x 101
+weights on 2 shared CPU cores (3.6 s for all of ``cross_fit``). Selection: highest top-1,
+ties broken by top-5, then by the smallest distance to equal weights, then by grid order
+(smaller weight on the first source).
+
+Honest numbers (``cross_fit``): rows are split into k folds (stratified by class, shuffled
+with a fixed seed: ``make_folds``); each fold's rows are fused with the weights chosen on the
+other folds only, and the headline metrics are over all rows scored that way. The weights
+chosen on all rows are reported too, labelled oracle (they have seen the labels they are
+scored on); they are the fair choice for ANOTHER split (``07_fuse.py --apply``).
+
+Learned fusion (``cross_fit_learned``): phase II of the two-phase paper on frozen inputs.
+Score sources enter as centred log-probabilities, embeddings ``[n, d]`` standardised on the
+training folds; fusion layer (elementwise, grouped or concat: see ``build_fusion_net``) ->
+dense layer -> softmax; Adam on cross-entropy (soft targets accepted by ``train_learned``),
+LEARNED_STEPS steps of LEARNED_BATCH_ROWS rows (full batch when fewer), with an L2 pull
+towards the initial weights. Each fold is predicted by a model trained on the other folds
+(seed + fold), the same folds as ``cross_fit``. Above FULL_DENSE_MAX_CLASSES classes the dense
+layer keeps only same-class weights (a full C x C layer is slow on a CPU and overfits).
+Measured: 5-7 s per variant (5 fits) at 30 000 rows x 600 classes, ~1 s at 300 x 10.
+"""
+import itertools
+import math
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import config
+import metrics as metrics_module  # one softmax for the project (float64 inside)
+
+KINDS = ("auto", "probs", "logits")
+PROBS_SUM_TOLERANCE = 1e-3       # |row sum - 1| allowed for a probability row
+TOP_K = 5                        # the "top-5" of the metrics
+MAX_SIMPLEX_POINTS = 500         # weight vectors tried for 3 or more sources
+CHUNK_ELEMENTS = 1 << 19         # rows x classes per chunk of the grid search (2 MiB float32)
+
+
+# ---------------------------------------------------------------- alignment by id
+
+def align_rows(ids, target_ids):
+    """Positions ``p`` with ``ids[p[i]] == target_ids[i]``; -1 where a target id is absent.
+
+    Args:
+      ids: the unique ids of the rows of some array.
+      target_ids: the ids wanted, in the wanted order.
+    Returns:
+      int64 [len(target_ids)].
+    """
+    where = {i: row for row, i in enumerate(ids)}
+    if len(where) != len(ids):
+        raise ValueError("align_rows: ids must be unique")
+    return np.asarray([where.get(i, -1) for i in target_ids], dtype=np.int64)
+
+
+# ---------------------------------------------------------------- normalisation
+
+def probs_problem(scores, tolerance=PROBS_SUM_TOLERANCE):
+    """None if every row is a probability vector, else a message naming the first bad row."""
+    neg = np.flatnonzero((scores < 0).any(axis=1))
+    if len(neg):
+        r = int(neg[0])
+        return (f"row {r} has a negative value {scores[r].min():.4g} "
+                f"({len(neg)} such rows)")
+    sums = scores.sum(axis=1, dtype=np.float64)
+    off = np.flatnonzero(np.abs(sums - 1.0) > tolerance)
+    if len(off):
+        r = int(off[0])
+        return f"row {r} sums to {sums[r]:.6g}, not 1 ({len(off)} such rows)"
+    return None
+
+
+def normalize(scores, kind="auto", name="scores"):
+    """Row probabilities of one source.
+
+    Args:
+      scores: float [n, C], finite.
+      kind: "probs", "logits" or "auto" (see the module docstring).
+      name: used in error messages (a file name or source name).
+    Returns:
+      (probs float32 [n, C], kind used: "probs" or "logits").
+    """
+    if kind not in KINDS:
+        raise ValueError(f"{name}: kind must be one of {KINDS}, got {kind!r}")
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"{name}: expected [n, n_classes >= 2], got shape {scores.shape}")
+    if not np.isfinite(scores).all():
+        r = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+        raise ValueError(f"{name}: non-finite value in row {r}")
+    if kind == "logits":
+        return metrics_module.softmax(scores), "logits"
+    problem = probs_problem(scores)
+    if problem is None:
+        return scores / scores.sum(axis=1, keepdims=True), "probs"
+    if kind == "probs":
+        raise ValueError(f"{name}: declared as probabilities but {problem}")
+    return metrics_module.softmax(scores), "logits"
+
+
+# ---------------------------------------------------------------- metrics
+
+def _check_labels(labels, n, n_classes):
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels: expected int [{n}], got {labels.dtype} {labels.shape}")
+    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+    if len(bad):
+        raise ValueError(f"labels: row {bad[0]} has label {labels[bad[0]]}, outside "
+                         f"0..{n_classes - 1} ({len(bad)} such rows)")
+    return labels.astype(np.int64)
+
+
+def _chunk_rows(n_classes):
+    return max(1, CHUNK_ELEMENTS // max(1, n_classes))
+
+
+def _rank_into(fused, labels, mask):
+    """Classes other than the true one scoring >= the true class, per row. [m, C] -> [m]."""
+    true = fused[np.arange(len(labels)), labels]
+    np.greater_equal(fused, true[:, None], out=mask)
+    return np.count_nonzero(mask, axis=1) - 1
+
+
+def true_class_rank(scores, labels):
+    """0 when the true class strictly beats every other class; see the module docstring.
+
+    Args:
+      scores: [n, C]; labels: int [n] in 0..C-1.
+    Returns:
+      int64 [n]: the number of other classes scoring at least as high as the true class.
+    """
+    scores = np.asarray(scores)
+    labels = _check_labels(labels, len(scores), scores.shape[1])
+    step = _chunk_rows(scores.shape[1])
+    out = np.empty(len(scores), dtype=np.int64)
+    for a in range(0, len(scores), step):
+        chunk = scores[a:a + step]
+        out[a:a + step] = _rank_into(chunk, labels[a:a + step],
+                                     np.empty(chunk.shape, dtype=bool))
+    return out
+
+
+def metrics_from_rank(rank, labels, n_classes):
+    """{top1, top5, mean_class_acc} in percent and n, from true-class ranks."""
+    labels = np.asarray(labels)
+    n = len(rank)
+    if n == 0:
+        return {"top1": float("nan"), "top5": float("nan"), "mean_class_acc": float("nan"),
+                "n": 0}
+    correct = rank < 1
+    per_class = per_class_accuracy(correct, labels, n_classes)
+    return {"top1": 100.0 * float(correct.mean()),
+            "top5": 100.0 * float((rank < TOP_K).mean()),
+            "mean_class_acc": 100.0 * float(np.nanmean(per_class)),
+            "n": int(n)}
+
+
+def metrics(scores, labels):
+    """Top-1 and top-5 accuracy, mean per-class accuracy (percent) and n of one score matrix."""
+    scores = np.asarray(scores)
+    return metrics_from_rank(true_class_rank(scores, labels), labels, scores.shape[1])
+
+
+def per_class_accuracy(correct, labels, n_classes):
+    """Fraction correct per class, float64 [n_classes]; NaN for classes with no rows."""
+    labels = np.asarray(labels)
+    total = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    hits = np.bincount(labels, weights=np.asarray(correct, dtype=np.float64),
+                       minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, hits / np.maximum(total, 1), np.nan)
+
+
+def best_source(source_metrics):
+    """Name of the best single source: highest top-1, then top-5, then first given."""
+    names = list(source_metrics)
+    return max(names, key=lambda k: (source_metrics[k]["top1"], source_metrics[k]["top5"],
+                                     -names.index(k)))
+
+
+# ---------------------------------------------------------------- weighted average
+
+def _as_list(sources):
+    if not sources:
+        raise ValueError("no score sources given")
+    names = list(sources)
+    arrays = [np.asarray(sources[k], dtype=np.float32) for k in names]
+    shape = arrays[0].shape
+    for k, a in zip(names, arrays):
+        if a.ndim != 2 or a.shape != shape:
+            raise ValueError(f"source {k!r}: shape {a.shape}, expected {shape} like "
+                             f"{names[0]!r} (rows aligned by id, same classes)")
+    return names, arrays
+
+
+def _combine(chunks, weights, out, tmp):
+    """out = sum_s weights[s] * chunks[s], in source order (float32, the one fusion formula)."""
+    np.multiply(chunks[0], weights[0], out=out)
+    for chunk, w in zip(chunks[1:], weights[1:]):
+        np.multiply(chunk, w, out=tmp)
+        out += tmp
+    return out
+
+
+def fuse(sources, weights):
+    """Weighted average of aligned probability sources.
+
+    Args:
+      sources: {name: float [n, C]} (normalised rows).
+      weights: {name: weight} or a sequence in source order; non-negative, summing to 1.
+    Returns:
+      float32 [n, C].
+    """
+    names, arrays = _as_list(sources)
+    if isinstance(weights, dict):
+        if set(weights) != set(names):
+            raise ValueError(f"weights are for {sorted(weights)}, sources are {sorted(names)}")
+        weights = [weights[k] for k in names]
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(names),) or (w < 0).any() or abs(w.sum() - 1) > 1e-6:
+        raise ValueError(f"weights must be {len(names)} non-negative numbers summing to 1, "
+                         f"got {list(weights)}")
+    out = np.empty_like(arrays[0])
+    return _combine(arrays, w.astype(np.float32), out, np.empty_like(out))
+
+
+def weight_grid(n_sources, steps=config.FUSION_GRID_STEPS):
+    """The weight vectors tried by the search.
+
+    Returns:
+      (units int64 [G, n_sources], m): weights are units / m; each row sums to m. For two
+      sources the first source's weight runs 0, 1/m, ..., 1 with m = steps - 1.
+    """
+    if n_sources < 1 or steps < 2:
+        raise ValueError(f"need n_sources >= 1 and steps >= 2, got {n_sources}, {steps}")
+    if n_sources == 1:
+        return np.ones((1, 1), dtype=np.int64), 1
+    m = steps - 1
+    if n_sources == 2:
+        first = np.arange(m + 1)
+        return np.stack([first, m - first], axis=1).astype(np.int64), m
+    while m > 1 and math.comb(m + n_sources - 1, n_sources - 1) > MAX_SIMPLEX_POINTS:
+        m -= 1
+    rows = [c + (m - sum(c),) for c in itertools.product(range(m + 1), repeat=n_sources - 1)
+            if sum(c) <= m]
+    return np.asarray(rows, dtype=np.int64), m
+
+
+def grid_counts(sources, labels, units, m, groups=None, n_groups=1):
+    """Top-1 and top-5 hit counts of every grid weight vector, per group of rows.
+
+    One pass over the rows in cache-sized chunks; each chunk is fused with every weight
+    vector by ``_combine`` (so a count equals what ``fuse`` + ``metrics`` would give).
+
+    Args:
+      sources: {name: float [n, C]} normalised; labels: int [n].
+      units, m: from ``weight_grid``.
+      groups: int [n] in 0..n_groups-1 (folds), or None for one group.
+    Returns:
+      (top1 int64 [n_groups, G], top5 int64 [n_groups, G]).
+    """
+    names, arrays = _as_list(sources)
+    n, n_classes = arrays[0].shape
+    labels = _check_labels(labels, n, n_classes)
+    groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups, np.int64)
+    weights = (units / m).astype(np.float32)
+    top1 = np.zeros((n_groups, len(units)), dtype=np.int64)
+    top5 = np.zeros_like(top1)
+    step = _chunk_rows(n_classes)
+    out = np.empty((min(step, n), n_classes), dtype=np.float32)
+    tmp, mask = np.empty_like(out), np.empty(out.shape, dtype=bool)
+    for a in range(0, n, step):
+        chunks = [x[a:a + step] for x in arrays]
+        rows = len(chunks[0])
+        y, g = labels[a:a + step], groups[a:a + step]
+        for j, w in enumerate(weights):
+            rank = _rank_into(_combine(chunks, w, out[:rows], tmp[:rows]), y, mask[:rows])
+            top1[:, j] += np.bincount(g, weights=rank < 1, minlength=n_groups).astype(np.int64)
+            top5[:, j] += np.bincount(g, weights=rank < TOP_K,
+                                      minlength=n_groups).astype(np.int64)
+    return top1, top5
+
+
+def choose(top1, top5, units, m):
+    """Index of the selected grid point: top-1, then top-5, then closeness to equal weights.
+
+    Distances are compared exactly in integer units; remaining ties go to grid order.
+    """
+    s = units.shape[1]
+    dist2 = ((s * units - m) ** 2).sum(axis=1)
+    order = np.lexsort((np.arange(len(units)), dist2, -np.asarray(top5), -np.asarray(top1)))
+    return int(order[0])
+
+
+def search_weights(sources, labels, steps=config.FUSION_GRID_STEPS):
+    """Weights chosen on all given rows (an oracle if these rows are also the ones reported).
+
+    Returns:
+      {"weights": {name: w}, "index": grid index, "top1": percent, "top5": percent}.
+    """
+    names = list(sources)
+    units, m = weight_grid(len(names), steps)
+    top1, top5 = grid_counts(sources, labels, units, m)
+    j = choose(top1[0], top5[0], units, m)
+    n = len(labels)
+    return {"weights": dict(zip(names, (units[j] / m).tolist())), "index": j,
+            "top1": 100.0 * top1[0, j] / n, "top5": 100.0 * top5[0, j] / n}
+
+
+# ---------------------------------------------------------------- cross-fitting
+
+def make_folds(labels, n_folds=config.FUSION_FOLDS, seed=config.SEED):
+    """Fold of each row: stratified by class, shuffled with a fixed seed.
+
+    Within each class (in class order) the rows are shuffled and dealt to folds round-robin,
+    continuing where the previous class stopped, so fold sizes differ by at most one and
+    each class is spread as evenly as possible. Depends only on labels and seed.
+
+    Returns:
+      int64 [n] in 0..n_folds-1.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if n_folds < 2 or len(labels) < n_folds:
+        raise ValueError(f"need 2 <= n_folds <= n rows, got n_folds={n_folds}, "
+                         f"n={len(labels)}")
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(labels), dtype=np.int64)
+    start = 0
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        folds[rows] = (start + np.arange(len(rows))) % n_folds
+        start += len(rows)
+    return folds
+
+
+@dataclass
+class CrossFit:
+    """The outcome of ``cross_fit``; weights arrays are in the order of ``names``."""
+    names: list
+    grid: np.ndarray            # float64 [G, S] the weight vectors tried
+    curve_top1: np.ndarray      # float64 [G] top-1 (percent) of each grid point on all rows
+    curve_top5: np.ndarray      # float64 [G]
+    folds: np.ndarray           # int64 [n] fold of each row
+    fold_index: list            # grid index chosen for each fold (on the other folds)
+    probs: np.ndarray           # float32 [n, C] each row fused with its fold's weights
+    metrics: dict               # metrics of `probs` (the honest headline)
+    oracle_index: int           # grid index chosen on all rows
+    oracle_metrics: dict        # metrics of the oracle weights on all rows
+    fold_metrics: list = field(default_factory=list)  # metrics of each held-out fold
+
+    @property
+    def fold_weights(self):
+        """float64 [k, S]: the weights each fold's rows were fused with."""
+        return self.grid[self.fold_index]
+
+    @property
+    def oracle_weights(self):
+        return self.grid[self.oracle_index]
+
+    def weights_dict(self, w):
+        return {k: float(v) for k, v in zip(self.names, w)}
+
+
+def cross_fit(sources, labels, n_folds=config.FUSION_FOLDS, steps=config.FUSION_GRID_STEPS,
+              seed=config.SEED, folds=None):
+    """Weighted-average fusion with the weight of each fold chosen on the other folds.
+
+    The grid is scored once, per fold (``grid_counts``); fold f's choice uses the summed
+    counts of the other folds only, so no row's label influences the weight it is fused with.
+
+    Args:
+      sources: {name: float [n, C]} normalised, aligned; labels: int [n].
+      folds: int [n] fold per row (default ``make_folds(labels, n_folds, seed)``).
+    Returns:
+      CrossFit.
+    """
+    names, arrays = _as_list(sources)
+    n, n_classes = arrays[0].shape
+    labels = _check_labels(labels, n, n_classes)
+    folds = make_folds(labels, n_folds, seed) if folds is None else np.asarray(folds, np.int64)
+    k = int(folds.max()) + 1
+    if folds.shape != (n,) or folds.min() < 0 or len(np.unique(folds)) != k or k < 2:
+        raise ValueError("folds must label every row with 0..k-1 (k >= 2), each fold non-empty")
+    units, m = weight_grid(len(names), steps)
+    top1, top5 = grid_counts(sources, labels, units, m, folds, k)
+    total1, total5 = top1.sum(axis=0), top5.sum(axis=0)
+    fold_index = [choose(total1 - top1[f], total5 - top5[f], units, m) for f in range(k)]
+    oracle = choose(total1, total5, units, m)
+    grid = units / m
+    fused = np.empty_like(arrays[0])
+    fold_metrics = []
+    for f, j in enumerate(fold_index):
+        rows = np.flatnonzero(folds == f)
+        fused[rows] = fuse({nm: a[rows] for nm, a in zip(names, arrays)}, grid[j])
+        fold_metrics.append(metrics(fused[rows], labels[rows]))
+    return CrossFit(names=names, grid=grid, curve_top1=100.0 * total1 / n,
+                    curve_top5=100.0 * total5 / n, folds=folds, fold_index=fold_index,
+                    probs=fused, metrics=metrics(fused, labels), oracle_index=oracle,
+                    oracle_metrics=metrics(fuse(sources, grid[oracle]), labels),
+                    fold_metrics=fold_metrics)
+
+
+# ---------------------------------------------------------------- paired bootstrap
+
+def paired_bootstrap(correct, baseline_correct, n_samples=config.BOOTSTRAP_SAMPLES,
+                     seed=config.SEED, level=0.95):
+    """Percentile interval of mean(correct) - mean(baseline_correct) over resampled rows.
+
+    A paired bootstrap: each sample draws n rows with replacement and scores both systems
+    on the same rows. The per-row difference d is -1, 0 or +1, so a sample's mean
+    difference only depends on how many +1 and -1 rows it drew, which is multinomial with
+    the observed proportions; sampling those counts is the same distribution as resampling
+    row indices, at O(n_samples) cost instead of O(n_samples x n).
+
+    Args:
+      correct, baseline_correct: bool [n], the same rows.
+    Returns:
+      {"diff": observed difference, "ci95": [lo, hi]} in percentage points, plus
+      "n_samples", "seed", "level".
+    """
+    a = np.asarray(correct, dtype=bool)
+    b = np.asarray(baseline_correct, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two bool vectors of the same length, got {a.shape}, {b.shape}")
+    n = len(a)
+    plus, minus = int((a & ~b).sum()), int((~a & b).sum())
+    p = np.array([plus, minus, n - plus - minus], dtype=np.float64) / n
+    counts = np.random.default_rng(seed).multinomial(n, p, size=n_samples)
+    diffs = 100.0 * (counts[:, 0] - counts[:, 1]) / n
+    tail = 100.0 * (1 - level) / 2
+    lo, hi = np.percentile(diffs, [tail, 100 - tail])
+    return {"diff": 100.0 * (plus - minus) / n, "ci95": [float(lo), float(hi)],
+            "n_samples": int(n_samples), "seed": int(seed), "level": float(level)}
+
+
+# ---------------------------------------------------------------- learned fusion (phase II)
+
+LEARNED_VARIANTS = ("elementwise", "grouped", "concat")
+AUDIO_PREFIX = "audio"           # sources whose name starts with this form the audio group
+LEARNED_STEPS = 100              # Adam steps per fit (per fold)
+LEARNED_BATCH_ROWS = 512         # rows per step; all rows (full batch) when fewer
+LEARNED_LR = 0.03
+LEARNED_L2 = 1e-2                # x squared distance of the parameters from their init
+FULL_DENSE_MAX_CLASSES = 64      # above: the dense layer keeps only same-class weights
+LOG_FLOOR = 1e-6                 # probabilities are clipped here before the log
+
+
+def source_groups(names, groups=None):
+    """"audio" or "visual" for each source name.
+
+    Default: a name starting with AUDIO_PREFIX ("audio", "audio_mel", ...) is audio, any
+    other name is visual. ``groups`` ({name: "audio" | "visual"}) overrides per name.
+    """
+    groups = groups or {}
+    out = []
+    for k in names:
+        g = groups.get(k, "audio" if k.startswith(AUDIO_PREFIX) else "visual")
+        if g not in ("audio", "visual"):
+            raise ValueError(f"source {k!r}: group must be 'audio' or 'visual', got {g!r}")
+        out.append(g)
+    return out
+
+
+def score_features(probs):
+    """Input of the learned fusion for a score source: centred log-probabilities.
+
+    log p minus its row mean: logits up to the softmax-invariant offset, so a dense layer
+    initialised to the identity starts from the product of the sources' probabilities.
+    """
+    x = np.log(np.maximum(np.asarray(probs, dtype=np.float32), LOG_FLOOR))
+    return x - x.mean(axis=1, keepdims=True)
+
+
+def _torch():
+    import torch  # imported here: the weighted-average fusion does not need it
+    return torch
+
+
+def build_fusion_net(n_sources, dim, n_classes, variant, groups, dense="auto"):
+    """The learned fusion model (``FusionNet`` below; defined here so that torch is only
+    imported when a learned fusion is asked for).
+
+    Args:
+      n_sources, dim: inputs are [n_sources, batch, dim]. n_classes: outputs.
+      variant: one of LEARNED_VARIANTS. groups: "audio" / "visual" per source.
+      dense: "full", "diagonal" or "auto" (full up to FULL_DENSE_MAX_CLASSES classes or when
+        dim != n_classes, else diagonal).
+    """
+    torch = _torch()
+    nn = torch.nn
+    if variant not in LEARNED_VARIANTS:
+        raise ValueError(f"unknown learned fusion {variant!r}; choose from {LEARNED_VARIANTS}")
+    if variant != "elementwise" and set(groups) != {"audio", "visual"}:
+        raise ValueError(f"fusion {variant!r} needs at least one audio and one visual source, "
+                         f"got groups {groups}")
+    if dense == "auto":
+        dense = ("full" if n_classes <= FULL_DENSE_MAX_CLASSES or dim != n_classes
+                 else "diagonal")
+    if dense == "diagonal" and dim != n_classes:
+        raise ValueError(f"a diagonal dense layer needs inputs of n_classes={n_classes} "
+                         f"dims (scores), got {dim}")
+    blocks = 2 if variant == "concat" else 1
+
+    class FusionNet(nn.Module):
+        """Fusion layer -> dense layer; forward returns {"logits", "embedding"}.
+
+        Input x: float [S, batch, d] (S sources, same d). Fusion layers:
+          elementwise  z = sum_s w_s * x_s + b           w_s, b in R^d (init 1/S, 0)
+          grouped      z_g = sum_{s in g} a_s x_s        a_s scalar (init 1/|g|), g = audio,
+                       z = u_A * z_A + u_V * z_V + b     visual; u_g, b in R^d (init 1/2, 0)
+          concat       z = [z_A ; z_V] + b               b in R^2d
+        (with one source per group, grouped is elementwise reparametrised.)
+        Dense: full Linear(blocks*d, C), initialised to [I/blocks ...] when d == C, else
+        "diagonal": only the weights from input class c to output class c of each block.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.variant, self.dense_kind = variant, dense
+            self.register_buffer("is_audio", torch.tensor([g == "audio" for g in groups]))
+            if variant == "elementwise":
+                self.w = nn.Parameter(torch.full((n_sources, dim), 1.0 / n_sources))
+            else:
+                size = torch.where(self.is_audio, self.is_audio.sum(), (~self.is_audio).sum())
+                self.a = nn.Parameter(1.0 / size.float())
+            if variant == "grouped":
+                self.u = nn.Parameter(torch.full((2, dim), 0.5))
+            self.b = nn.Parameter(torch.zeros(blocks * dim))
+            if dense == "full":
+                self.dense = nn.Linear(blocks * dim, n_classes)
+                if dim == n_classes:
+                    with torch.no_grad():
+                        self.dense.weight.copy_(torch.eye(n_classes).repeat(1, blocks) / blocks)
+                        self.dense.bias.zero_()
+            else:
+                self.dense_w = nn.Parameter(torch.full((blocks, n_classes), 1.0 / blocks))
+                self.dense_b = nn.Parameter(torch.zeros(n_classes))
+
+        def fusion(self, x):
+            if self.variant == "elementwise":
+                return (self.w[:, None, :] * x).sum(0) + self.b
+            ax = self.a[:, None, None] * x
+            z_audio = ax[self.is_audio].sum(0)
+            z_visual = ax[~self.is_audio].sum(0)
+            if self.variant == "grouped":
+                return self.u[0] * z_audio + self.u[1] * z_visual + self.b
+            return torch.cat([z_audio, z_visual], dim=1) + self.b
+
+        def forward(self, x):
+            z = self.fusion(x)                                   # [batch, blocks * d]
+            if self.dense_kind == "full":
+                logits = self.dense(z)
+            else:
+                zb = z.view(len(z), blocks, -1)                  # [batch, blocks, C]
+                logits = (zb * self.dense_w).sum(1) + self.dense_b
+            return {"logits": logits, "embedding": z}
+
+    return FusionNet()
+
+
+class _single_thread:
+    """Run torch on one thread inside the block: these models are tiny, and OpenMP threads
+    spinning against other processes on a shared CPU made steps ~10x slower (measured)."""
+
+    def __enter__(self):
+        self.torch = _torch()
+        self.saved = self.torch.get_num_threads()
+        self.torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        self.torch.set_num_threads(self.saved)
+
+
+def train_learned(x, labels, variant, groups, n_classes, seed=config.SEED,
+                  steps=LEARNED_STEPS, lr=LEARNED_LR, dense="auto", l2=LEARNED_L2):
+    """Fit a FusionNet with Adam and cross-entropy, ``steps`` updates.
+
+    Batches: all rows when n <= LEARNED_BATCH_ROWS (full batch), else LEARNED_BATCH_ROWS
+    rows drawn without replacement from a seeded shuffle, reshuffled each epoch; so the
+    cost is fixed (steps x batch rows x S x d) whatever n is.
+
+    Args:
+      x: float32 [S, n, d] inputs (``score_features`` or standardised embeddings).
+      labels: int [n] class per row, or float [n, C] soft targets (cross-entropy with soft
+        targets, i.e. KL divergence up to a constant).
+    Returns:
+      (model in eval mode, mean training loss of the last epoch's worth of steps).
+    """
+    torch = _torch()
+    with _single_thread():
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        model = build_fusion_net(x.shape[0], x.shape[2], n_classes, variant, groups, dense)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        yt = torch.from_numpy(np.asarray(labels))
+        yt = yt.float() if yt.is_floating_point() else yt.long()
+        n = xt.shape[1]
+        batch = min(n, LEARNED_BATCH_ROWS)
+        per_epoch = max(1, n // batch)
+        params = list(model.parameters())
+        init = [p.detach().clone() for p in params]
+        opt = torch.optim.Adam(params, lr=lr)
+        losses, order = [], None
+        for step in range(steps):
+            if batch == n:
+                xb, yb = xt, yt
+            else:
+                if step % per_epoch == 0:
+                    order = torch.from_numpy(rng.permutation(n))
+                idx = order[(step % per_epoch) * batch:(step % per_epoch + 1) * batch]
+                xb, yb = xt[:, idx], yt[idx]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xb)["logits"], yb)
+            if l2:
+                loss = loss + l2 * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, init))
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    tail = losses[-per_epoch:] or [float("nan")]
+    return model.eval(), float(np.mean(tail))
+
+
+def predict_learned(model, x):
+    """Class probabilities float32 [n, C] for inputs [S, n, d] (in row chunks)."""
+    torch = _torch()
+    out = []
+    with _single_thread(), torch.no_grad():
+        for a in range(0, x.shape[1], LEARNED_BATCH_ROWS * 8):
+            xb = torch.from_numpy(np.ascontiguousarray(x[:, a:a + LEARNED_BATCH_ROWS * 8],
+                                                       dtype=np.float32))
+            out.append(torch.softmax(model(xb)["logits"], dim=1).numpy())
+    return np.concatenate(out)
+
+
+def cross_fit_learned(inputs, labels, variant, folds, kinds=None, groups=None,
+                      n_classes=None, seed=config.SEED, steps=LEARNED_STEPS, lr=LEARNED_LR,
+                      dense="auto", l2=LEARNED_L2):
+    """Learned fusion scored like ``cross_fit``: each fold predicted by a model trained on
+    the other folds (seed + fold), so held-out rows never train their own model.
+
+    Args:
+      inputs: {name: float [n, d]}, aligned rows. kinds: {name: "scores" | "embedding"}
+        (default "scores": normalised probabilities, fed as ``score_features``; embeddings
+        are standardised with the training folds' mean and std).
+      labels: int [n]. folds: int [n] (``CrossFit.folds``, so both fusions share folds).
+      groups: see ``source_groups``.
+    Returns:
+      {"probs": float32 [n, C], "metrics": ..., "fold_losses": [k], "dense": kind used}.
+    """
+    names = list(inputs)
+    kinds = {k: (kinds or {}).get(k, "scores") for k in names}
+    arrays = [np.asarray(inputs[k], dtype=np.float32) for k in names]
+    n = len(arrays[0])
+    if n_classes is None:
+        if any(v != "scores" for v in kinds.values()):
+            raise ValueError("n_classes is needed when some inputs are embeddings")
+        n_classes = arrays[0].shape[1]
+    dims = {a.shape[1] for a in arrays}
+    if len(dims) != 1 or any(len(a) != n for a in arrays):
+        raise ValueError(f"learned fusion needs [n, d] inputs of one shape, got "
+                         f"{[a.shape for a in arrays]}")
+    labels = _check_labels(labels, n, n_classes)
+    folds = np.asarray(folds, dtype=np.int64)
+    group_of = source_groups(names, groups)
+    feats = np.stack([score_features(a) if kinds[k] == "scores" else a
+                      for k, a in zip(names, arrays)])                # [S, n, d]
+    probs = np.empty((n, n_classes), dtype=np.float32)
+    losses, dense_used = [], None
+    for f in range(int(folds.max()) + 1):
+        train, test = folds != f, folds == f
+        x = feats.copy()
+        for s, k in enumerate(names):
+            if kinds[k] == "embedding":
+                mu = x[s, train].mean(axis=0)
+                sd = x[s, train].std(axis=0) + 1e-6
+                x[s] = (x[s] - mu) / sd
+        model, loss = train_learned(x[:, train], labels[train], variant, group_of, n_classes,
+                                    seed=seed + f, steps=steps, lr=lr, dense=dense, l2=l2)
+        probs[test] = predict_learned(model, x[:, test])
+        losses.append(loss)
+        dense_used = model.dense_kind
+    return {"probs": probs, "metrics": metrics(probs, labels), "fold_losses": losses,
+            "dense": dense_used}
+
+
+# ---------------------------------------------------------------- provenance
+
+def run_info():
+    """git commit of the repository (None outside git) and package versions, for reports."""
+    root = Path(__file__).resolve().parent
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=root, capture_output=True, text=True, check=True,
+                                timeout=10).stdout
+        dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "scipy", "matplotlib"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = None
+    return {"git_commit": commit, "git_dirty": dirty, "versions": versions}

@@ -1,0 +1,211 @@
+"""Step 06: give each audio track the score row of ITS video, matched by id (never by row).
+
+Reads
+  --video-scores FILE   .npy float [n_videos, n_video_classes]: a video model's scores
+                        (logits or probabilities; copied unchanged, step 07 normalises).
+                        (default video_classification_results/<dataset>/
+                        <video_name>_<split>_scores.npy)
+  --video-ids FILE      one id per line: the row order of --video-scores. Default: the ids
+                        file beside it (x_scores.npy -> x_ids.txt) if it exists; otherwise the
+                        rows must be in the order of --video-list (one row per listed video).
+  --video-list FILE     id<TAB>label, only used without an ids file
+                        (default file_lists/<dataset>/<split>_videos.txt)
+  --video-classes FILE  the class name of each video score column, one per line; columns
+                        are reordered by name to classes.txt. Default: the columns are
+                        already in classes.txt order (their number must match).
+  --audio-ids FILE      the row order of the audio track scores (step 05)
+                        (default npy_files/<dataset>/<run>/<split>_audio_ids.txt)
+  --classes FILE        default file_lists/<dataset>/classes.txt (label = line number)
+Writes
+  --out FILE            float32 [n_tracks, n_classes]: row i is the video score of audio id i,
+                        columns in classes.txt order
+                        (default video_classification_results/<dataset>/
+                        <video_name>_<split>_matched.npy)
+  <out ids>             the ids of --out, one per line (x_matched.npy -> x_matched_ids.txt):
+                        the audio ids in audio order, less any dropped (--allow-missing)
+  <out stem>_match_report.json   what matched and what did not (also printed)
+
+Policies
+  - Audio ids with no video score: an error listing them (fusion needs both scores); with
+    --allow-missing they are dropped from --out and listed in the report.
+  - Video ids with no audio track (videos without sound): expected; counted and reported.
+  - An id on several video rows: rows that are exactly equal are kept once (reported); rows
+    that differ are an error naming the id and the rows.
+  - Class-count mismatch, an unknown or missing class name, non-finite values, an unreadable
+    file: errors naming the file and the row, line or column.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cli  # noqa: E402
+import datafiles  # noqa: E402
+import fusion  # noqa: E402
+
+SHOW_IDS = 10  # ids printed / reported per problem (with the full count)
+
+
+def read_video_ids(path, n_rows, scores_path):
+    """Ids of the video score rows from a one-per-line file; the count must match the rows."""
+    ids = datafiles.read_lines(path)
+    if len(ids) != n_rows:
+        raise ValueError(f"{scores_path}: {n_rows} rows but {path} has {len(ids)} ids")
+    return ids
+
+
+def dedupe(ids, scores, scores_path, ids_source):
+    """Collapse ids listed on several rows when those rows are equal; error otherwise.
+
+    Returns:
+      (unique ids in first-seen order, their rows of `scores`, {id: [rows]} of duplicates).
+    """
+    rows_of = {}
+    for row, i in enumerate(ids):
+        rows_of.setdefault(i, []).append(row)
+    duplicates = {i: rows for i, rows in rows_of.items() if len(rows) > 1}
+    for i, rows in duplicates.items():
+        for r in rows[1:]:
+            if not np.array_equal(scores[rows[0]], scores[r]):
+                raise ValueError(f"{scores_path}: id {i!r} (from {ids_source}) is on rows "
+                                 f"{rows} (0-based) with different scores, e.g. rows "
+                                 f"{rows[0]} and {r}; which one is right cannot be guessed")
+    unique = list(rows_of)
+    return unique, np.asarray([rows_of[i][0] for i in unique], dtype=np.int64), duplicates
+
+
+def column_order(video_classes_path, classes, n_columns, scores_path):
+    """Column of the video scores for each class of classes.txt, from their class names."""
+    names = datafiles.read_ids(video_classes_path)
+    if len(names) != n_columns:
+        raise ValueError(f"{video_classes_path}: {len(names)} class names but {scores_path} "
+                         f"has {n_columns} columns")
+    wanted = set(classes)
+    for line, name in enumerate(names, 1):
+        if name not in wanted:
+            raise ValueError(f"{video_classes_path}:{line}: class {name!r} is not in "
+                             f"classes.txt")
+    col = {name: c for c, name in enumerate(names)}
+    for label, name in enumerate(classes):
+        if name not in col:
+            raise ValueError(f"classes.txt class {name!r} (label {label}) has no column in "
+                             f"{video_classes_path}")
+    return np.asarray([col[name] for name in classes], dtype=np.int64)
+
+
+def summary(ids):
+    return {"count": len(ids), "first": list(ids[:SHOW_IDS])}
+
+
+def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
+          video_list_path=None, video_classes_path=None, allow_missing=False):
+    """-> (matched float32 [n, C], ids [n], report dict); see the module docstring."""
+    classes = datafiles.read_classes(classes_path)
+    scores, _ = datafiles.load_scores(video_scores_path)
+    if video_classes_path is not None:
+        scores = scores[:, column_order(video_classes_path, classes, scores.shape[1],
+                                        video_scores_path)]
+    elif scores.shape[1] != len(classes):
+        raise ValueError(f"{video_scores_path}: {scores.shape[1]} columns but "
+                         f"{classes_path} has {len(classes)} classes (pass --video-classes "
+                         f"to match columns by class name)")
+    if video_ids_path is not None:
+        ids = read_video_ids(video_ids_path, len(scores), video_scores_path)
+        ids_source = str(video_ids_path)
+    else:
+        ids, _ = datafiles.read_video_list(video_list_path)
+        if len(ids) != len(scores):
+            raise ValueError(f"{video_scores_path}: {len(scores)} rows but the video list "
+                             f"{video_list_path} has {len(ids)} videos; without an ids file "
+                             f"the rows must follow that list (or pass --video-ids)")
+        ids_source = f"order of {video_list_path}"
+    video_ids, video_rows, duplicates = dedupe(ids, scores, video_scores_path, ids_source)
+    audio_ids = datafiles.read_ids(audio_ids_path)
+    pos = fusion.align_rows(video_ids, audio_ids)
+    missing = [i for i, p in zip(audio_ids, pos) if p < 0]
+    if missing and not allow_missing:
+        raise ValueError(f"{len(missing)} of {len(audio_ids)} audio ids in {audio_ids_path} "
+                         f"have no video score in {video_scores_path} ({ids_source}), "
+                         f"e.g. {missing[:SHOW_IDS]}; pass --allow-missing to drop them")
+    if len(missing) == len(audio_ids):
+        raise ValueError(f"none of the {len(audio_ids)} audio ids in {audio_ids_path} has a "
+                         f"video score in {video_scores_path} ({ids_source}); e.g. audio id "
+                         f"{audio_ids[:1]} vs video id {video_ids[:1]}: files of another split?")
+    audio_set = set(audio_ids)
+    keep = pos >= 0
+    out_ids = [i for i, k in zip(audio_ids, keep) if k]
+    matched = np.ascontiguousarray(scores[video_rows[pos[keep]]], dtype=np.float32)
+    report = {
+        "video_scores": str(video_scores_path),
+        "video_ids": ids_source,
+        "video_classes": str(video_classes_path) if video_classes_path else None,
+        "audio_ids": str(audio_ids_path),
+        "classes": str(classes_path),
+        "n_classes": len(classes),
+        "n_video_rows": len(scores),
+        "n_video_ids": len(video_ids),
+        "n_audio_ids": len(audio_ids),
+        "n_matched": len(out_ids),
+        "audio_without_video": summary(missing),
+        "dropped_audio_ids": missing if allow_missing else [],
+        "video_without_audio": summary([i for i in video_ids if i not in audio_set]),
+        "duplicate_video_ids": {**summary(list(duplicates)),
+                                "rows": {i: duplicates[i] for i in list(duplicates)[:SHOW_IDS]},
+                                "policy": "identical rows kept once"},
+    }
+    return matched, out_ids, report
+
+
+def main(argv=None):
+    parser = cli.parser(__doc__, ["EVAL_SPLIT", "RUN", "VIDEO_NAME"])
+    parser.add_argument("--split", default=None, help="split of the default paths "
+                        "(default: EVAL_SPLIT)")
+    parser.add_argument("--video-scores", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--video-ids", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--video-list", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--video-classes", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--audio-ids", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--classes", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--allow-missing", action=argparse.BooleanOptionalAction,
+                        default=False, help="drop audio ids that have no video score "
+                        "(default: error)")
+    cfg = cli.parse(parser, argv)
+    paths = datafiles.Paths(cfg)
+    split = cfg.split or cfg.eval_split
+    video_scores = cfg.video_scores or paths.video_results / f"{cfg.video_name}_{split}_scores.npy"
+    video_ids = cfg.video_ids
+    if video_ids is None and datafiles.ids_path_for(video_scores).exists():
+        video_ids = datafiles.ids_path_for(video_scores)
+    out = cfg.out or paths.video_results / f"{cfg.video_name}_{split}_matched.npy"
+    matched, ids, report = match(
+        video_scores, cfg.audio_ids or paths.npy_dir() / f"{split}_audio_ids.txt",
+        cfg.classes or paths.classes, video_ids_path=video_ids,
+        video_list_path=cfg.video_list or paths.video_list(split),
+        video_classes_path=cfg.video_classes, allow_missing=cfg.allow_missing)
+    report["out"] = str(out)
+    report["out_ids"] = str(datafiles.ids_path_for(out))
+    datafiles.save_npy(out, matched)
+    datafiles.write_lines(datafiles.ids_path_for(out), ids)
+    report_path = out.with_name(out.stem + "_match_report.json")
+    datafiles.write_text(report_path, json.dumps(report, indent=2) + "\n")
+    print(f"06 matched {report['n_matched']} of {report['n_audio_ids']} audio tracks to "
+          f"video scores ({report['video_ids']})")
+    for key, what in [("audio_without_video", "audio ids without a video score (dropped)"),
+                      ("video_without_audio", "video ids without an audio track"),
+                      ("duplicate_video_ids", "video ids on several identical rows")]:
+        if report[key]["count"]:
+            print(f"   {report[key]['count']} {what}, e.g. {report[key]['first'][:3]}")
+    print(f"   -> {out} {matched.shape} float32, ids {report['out_ids']}, report {report_path}")
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, OSError) as e:  # bad inputs: the message names the file and row
+        sys.exit(f"error: {e}")

@@ -1,0 +1,406 @@
+"""Step 07: fuse score sources matched by id (audio tracks + video model) and report honestly.
+
+Reads
+  --scores NAME=FILE ...  .npy float [n, n_classes] per source (probabilities or logits, see
+                          --kind), each with its ids beside it (datafiles.ids_path_for:
+                          x_scores.npy -> x_ids.txt, y.npy -> y_ids.txt). All sources must hold
+                          the same SET of ids (else an error listing the differences); rows
+                          are reordered by id to the first source's order. Names: letters,
+                          digits, _ and -; names starting with "audio" form the audio group of
+                          the learned fusion, all others the visual group.
+                          default: audio=npy_files/<dataset>/<run>/<split>_audio_scores.npy
+                                   video=video_classification_results/<dataset>/
+                                         <video_name>_<split>_matched.npy
+  --labels FILE           id<TAB>label, looked up by id; every row needs a label in
+                          0..n_classes-1 (default file_lists/<dataset>/<split>_videos.txt)
+  --classes FILE          default file_lists/<dataset>/classes.txt (label = line number)
+Writes (--out DIR, default npy_files/<dataset>/fusion/)
+  fused_scores.npy        float32 [n, n_classes] weighted average of the sources' probabilities,
+                          each row fused with the weights chosen on the OTHER folds
+                          (cross-fitted, FUSION_FOLDS folds stratified by class, seed SEED)
+  fused_ids.txt           the row order of every array written here (first source's order)
+  learned_<variant>_scores.npy (+ _ids.txt)  cross-fitted learned fusion probabilities
+  weights.json            "weights": chosen on all rows (an oracle for these rows; the choice
+                          --apply uses on other splits), "folds": per-fold weights, "kinds"
+  report.json, report.md  metrics of each source, the cross-fitted and oracle weighted average,
+                          the learned variants; gain over the best source with a paired
+                          bootstrap 95 % interval; git commit and package versions
+  accuracy_vs_weight.png  (two sources) top-1/top-5 on all rows against the weight, with the
+                          oracle and per-fold choices; per_class_gain.png; confusion.png
+With --apply WEIGHTS.json (an unlabelled split; no labels read), in --out:
+  <split>_fused_scores.npy, <split>_fused_ids.txt  float32 [n, n_classes], fused with
+                          WEIGHTS.json's "weights" and its recorded normalisation kinds
+  <split>_predictions.tsv header "id top1 ... top5", then id<TAB>5 class names, best first
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cli  # noqa: E402
+import datafiles  # noqa: E402
+import fusion  # noqa: E402
+
+RESERVED_NAMES = {"fused", "oracle", "gain", "learned", "n", "settings", "sources", "versions",
+                  "git_commit", "git_dirty", "n_classes", "best_single"}
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+$")
+FULL_CONFUSION_MAX_CLASSES = 30  # above: the confusion plot shows the most-confused classes
+SHOW_IDS = 5
+
+
+# ---------------------------------------------------------------- inputs
+
+def parse_named(items, what):
+    """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'} in order; errors name the bad item."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not value:
+            raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
+        if not NAME_PATTERN.match(name) or name in RESERVED_NAMES:
+            raise ValueError(f"{what}: bad source name {name!r} (letters, digits, _ and -; "
+                             f"not one of {sorted(RESERVED_NAMES)})")
+        if name in out:
+            raise ValueError(f"{what}: {name!r} given twice")
+        out[name] = value
+    return out
+
+
+def load_sources(files, n_classes):
+    """{name: path} -> ({name: float32 [n, C]} all in the first source's id order, ids)."""
+    scores, ids = {}, None
+    first = None
+    for name, path in files.items():
+        ids_path = datafiles.ids_path_for(path)
+        if not ids_path.exists():
+            raise ValueError(f"{path}: no ids file {ids_path} beside it (step 06 writes one; "
+                             f"rows are matched by id, never by position)")
+        array, these = datafiles.load_scores(path, ids_path, n_classes)
+        if ids is None:
+            ids, first = these, name
+        else:
+            pos = fusion.align_rows(these, ids)
+            extra = sorted(set(these) - set(ids))
+            if (pos < 0).any() or extra:
+                missing = [i for i, p in zip(ids, pos) if p < 0]
+                raise ValueError(
+                    f"{path} ({name}) and {files[first]} ({first}) hold different ids: "
+                    f"{len(missing)} of {first}'s ids missing from {name} "
+                    f"(e.g. {missing[:SHOW_IDS]}), {len(extra)} extra (e.g. "
+                    f"{extra[:SHOW_IDS]}); match them first (06_match_video_to_audio.py)")
+            array = array[pos]
+        scores[name] = array
+    return scores, ids
+
+
+def labels_by_id(labels_path, ids, n_classes):
+    """Labels of `ids` looked up in an id<TAB>label file; every id must have one."""
+    list_ids, list_labels = datafiles.read_video_list(labels_path)
+    label_of = dict(zip(list_ids, list_labels.tolist()))
+    missing = [i for i in ids if i not in label_of]
+    if missing:
+        raise ValueError(f"{labels_path}: no label for {len(missing)} of {len(ids)} ids, "
+                         f"e.g. {missing[:SHOW_IDS]}")
+    labels = np.asarray([label_of[i] for i in ids], dtype=np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+    if len(bad):
+        raise ValueError(f"{labels_path}: id {ids[bad[0]]!r} has label {labels[bad[0]]} "
+                         f"({len(bad)} ids outside 0..{n_classes - 1}; -1 = unlabelled: "
+                         f"fuse unlabelled splits with --apply)")
+    return labels
+
+
+def normalize_all(scores, kinds, files):
+    """Each source to probabilities; kinds {name: auto|probs|logits} -> (probs, decided)."""
+    probs, decided = {}, {}
+    for name, array in scores.items():
+        probs[name], decided[name] = fusion.normalize(array, kinds.get(name, "auto"),
+                                                      f"{files[name]} ({name})")
+    return probs, decided
+
+
+# ---------------------------------------------------------------- tables and plots
+
+def table(rows):
+    """Markdown table of (method, metrics dict) rows."""
+    lines = ["| method | top-1 % | top-5 % | mean class acc % | n |",
+             "|---|---:|---:|---:|---:|"]
+    for label, m in rows:
+        lines.append(f"| {label} | {m['top1']:.2f} | {m['top5']:.2f} | "
+                     f"{m['mean_class_acc']:.2f} | {m['n']} |")
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_weight_curve(path, cf, x_name, n_folds):
+    """Top-1/top-5 on all rows against the weight of `x_name`; oracle and fold choices."""
+    plt = _pyplot()
+    s = cf.names.index(x_name)
+    x = cf.grid[:, s]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(x, cf.curve_top1, label="top-1, all rows")
+    ax.plot(x, cf.curve_top5, label="top-5, all rows", alpha=0.6)
+    ax.axvline(cf.oracle_weights[s], color="k", lw=1.2,
+               label=f"oracle {x_name} weight {cf.oracle_weights[s]:.2f}")
+    for f, w in enumerate(cf.fold_weights[:, s]):
+        ax.axvline(w, color="tab:red", ls=":", lw=1.0,
+                   label=f"weights chosen on other folds ({n_folds})" if f == 0 else None)
+    ax.axhline(cf.metrics["top1"], color="tab:green", ls="--", lw=1.0,
+               label=f"cross-fitted top-1 {cf.metrics['top1']:.2f}")
+    ax.set_xlabel(f"weight of {x_name} (1 - weight on the other source)")
+    ax.set_ylabel("accuracy %")
+    ax.set_xlim(0, 1)
+    ax.set_title(f"weighted average fusion, n = {cf.metrics['n']}")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_class_gain(path, gain, classes, best_name):
+    """Bar chart: per-class top-1 of the cross-fitted fusion minus the best single source."""
+    plt = _pyplot()
+    present = np.flatnonzero(~np.isnan(gain))
+    order = present[np.argsort(-gain[present], kind="stable")]
+    fig, ax = plt.subplots(figsize=(max(6.4, min(16, 0.25 * len(order))), 4.2))
+    values = 100 * gain[order]
+    ax.bar(np.arange(len(order)), values, color=np.where(values >= 0, "tab:blue", "tab:red"),
+           width=0.8)
+    ax.axhline(0, color="k", lw=0.8)
+    if len(order) <= FULL_CONFUSION_MAX_CLASSES:
+        ax.set_xticks(np.arange(len(order)))
+        ax.set_xticklabels([classes[c] for c in order], rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(order)} classes, sorted by gain")
+    ax.set_ylabel(f"top-1 gain over {best_name} (points)")
+    ax.set_title("per-class gain of cross-fitted fusion")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion(path, labels, predicted, classes):
+    """Row-normalised confusion matrix; for many classes only the most-confused ones."""
+    plt = _pyplot()
+    n_classes = len(classes)
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    if n_classes <= FULL_CONFUSION_MAX_CLASSES:
+        shown = np.arange(n_classes)
+        title = "confusion (rows: true class, row-normalised)"
+    else:
+        off = counts - np.diag(np.diag(counts))
+        shown = np.sort(np.argsort(-(off.sum(0) + off.sum(1)),
+                                   kind="stable")[:FULL_CONFUSION_MAX_CLASSES])
+        title = (f"the {len(shown)} most-confused of {n_classes} classes "
+                 f"(rows: true class, normalised over all predictions)")
+    rows = counts[shown] / np.maximum(counts[shown].sum(1, keepdims=True), 1)
+    sub = rows[:, shown]
+    fig, ax = plt.subplots(figsize=(7, 6.2))
+    im = ax.imshow(sub, cmap="viridis", vmin=0, vmax=1)
+    names = [classes[c] for c in shown]
+    ax.set_xticks(np.arange(len(shown)))
+    ax.set_yticks(np.arange(len(shown)))
+    ax.set_xticklabels(names, rotation=90, fontsize=6)
+    ax.set_yticklabels(names, fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- the two modes
+
+def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
+    n_classes = len(classes)
+    scores, ids = load_sources(files, n_classes)
+    labels = labels_by_id(labels_path, ids, n_classes)
+    probs, decided = normalize_all(scores, kinds, files)
+    names = list(probs)
+    single = {k: fusion.metrics(p, labels) for k, p in probs.items()}
+    cf = fusion.cross_fit(probs, labels, n_folds=cfg.fusion_folds,
+                          steps=cfg.fusion_grid_steps, seed=cfg.seed)
+    best = fusion.best_source(single)
+    fused_correct = fusion.true_class_rank(cf.probs, labels) < 1
+    best_correct = fusion.true_class_rank(probs[best], labels) < 1
+    boot = fusion.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
+
+    learned = {}
+    for variant in variants:
+        try:
+            r = fusion.cross_fit_learned(probs, labels, variant, cf.folds, seed=cfg.seed)
+        except ValueError as e:  # e.g. grouped fusion without an audio and a visual source
+            learned[variant] = {"skipped": str(e)}
+            continue
+        learned[variant] = {**r["metrics"], "dense": r["dense"],
+                            "fold_losses": r["fold_losses"]}
+        datafiles.save_npy(out_dir / f"learned_{variant}_scores.npy", r["probs"])
+        datafiles.write_lines(out_dir / f"learned_{variant}_ids.txt", ids)
+
+    mean_w = cf.fold_weights.mean(axis=0)
+    fused = {**cf.metrics, "method": f"weighted average, cross-fitted ({cfg.fusion_folds} "
+             f"folds)", "weights": cf.weights_dict(mean_w),
+             "fold_weights": [cf.weights_dict(w) for w in cf.fold_weights],
+             "fold_metrics": cf.fold_metrics}
+    oracle = {**cf.oracle_metrics, "method": "weighted average, weights tuned on these rows",
+              "weights": cf.weights_dict(cf.oracle_weights)}
+    if "audio" in names:
+        fused["audio_weight"] = float(mean_w[names.index("audio")])
+        oracle["audio_weight"] = float(cf.oracle_weights[names.index("audio")])
+    settings = {"fusion_folds": cfg.fusion_folds, "fusion_grid_steps": cfg.fusion_grid_steps,
+                "grid_points": len(cf.grid), "seed": cfg.seed,
+                "bootstrap_samples": cfg.bootstrap_samples,
+                "learned_steps": fusion.LEARNED_STEPS, "learned_lr": fusion.LEARNED_LR,
+                "learned_l2": fusion.LEARNED_L2,
+                "learned_batch_rows": fusion.LEARNED_BATCH_ROWS,
+                "groups": dict(zip(names, fusion.source_groups(names)))}
+    info = fusion.run_info()
+    report = {
+        "n": int(len(ids)), "n_classes": n_classes, "classes": str(cfg.classes_path),
+        "labels": str(labels_path),
+        "sources": {k: {"file": str(files[k]), "kind": decided[k]} for k in names},
+        **single,
+        "fused": fused, "oracle": oracle,
+        "gain": {"top1": boot["diff"], "ci95": boot["ci95"], "over": best,
+                 "bootstrap_samples": boot["n_samples"], "seed": boot["seed"]},
+        "learned": learned, "settings": settings, **info,
+    }
+    weights = {"sources": names, "kinds": decided, "n_classes": n_classes,
+               "weights": cf.weights_dict(cf.oracle_weights),
+               "note": "'weights' were chosen on all labelled rows of " + str(labels_path)
+                       + ": an oracle for those rows, a fair choice for another split",
+               "folds": [cf.weights_dict(w) for w in cf.fold_weights],
+               "settings": settings, "git_commit": info["git_commit"]}
+
+    rows = [(f"{k} ({decided[k]})", single[k]) for k in names]
+    rows.append((fused["method"], cf.metrics))
+    rows.append((oracle["method"] + " (oracle)", cf.oracle_metrics))
+    for variant, r in learned.items():
+        if "skipped" not in r:
+            rows.append((f"learned {variant} ({r['dense']} dense), cross-fitted", r))
+    text = table(rows)
+    w_text = ", ".join(f"{k} {v:.3f}" for k, v in fused["weights"].items())
+    o_text = ", ".join(f"{k} {v:.2f}" for k, v in oracle["weights"].items())
+    lines = [text, "",
+             f"Gain of cross-fitted fusion over the best single source ({best}): "
+             f"{boot['diff']:+.2f} top-1 points, 95 % CI [{boot['ci95'][0]:+.2f}, "
+             f"{boot['ci95'][1]:+.2f}] (paired bootstrap, {boot['n_samples']} samples).",
+             f"Weights: mean over folds {w_text}; oracle {o_text}."]
+    lines += [f"learned {v}: skipped ({r['skipped']})" for v, r in learned.items()
+              if "skipped" in r]
+    commit = info["git_commit"] or "unknown"
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    lines.append(f"Commit {commit}{' (uncommitted changes)' if info['git_dirty'] else ''}; "
+                 f"{versions}.")
+    md = "\n".join(["# Fusion report", "",
+                    f"{len(ids)} videos with every score source, {n_classes} classes; "
+                    f"labels from {labels_path}.", ""] + lines) + "\n"
+
+    datafiles.save_npy(out_dir / "fused_scores.npy", cf.probs)
+    datafiles.write_lines(out_dir / "fused_ids.txt", ids)
+    datafiles.write_text(out_dir / "weights.json", json.dumps(weights, indent=2) + "\n")
+    datafiles.write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    datafiles.write_text(out_dir / "report.md", md)
+
+    if len(names) == 2:
+        x_name = "audio" if "audio" in names else names[0]
+        plot_weight_curve(out_dir / "accuracy_vs_weight.png", cf, x_name, cfg.fusion_folds)
+    gain = (fusion.per_class_accuracy(fused_correct, labels, n_classes)
+            - fusion.per_class_accuracy(best_correct, labels, n_classes))
+    plot_class_gain(out_dir / "per_class_gain.png", gain, classes, best)
+    plot_confusion(out_dir / "confusion.png", labels, cf.probs.argmax(axis=1), classes)
+
+    print("\n".join(lines))
+    print(f"07 wrote {out_dir}: fused_scores.npy, weights.json, report.json, report.md, plots")
+    return report
+
+
+def apply(cfg, files, kinds, classes, weights_path, out_dir, split):
+    with open(weights_path, encoding="utf-8") as f:
+        chosen = json.load(f)
+    names = chosen["sources"]
+    if set(files) != set(names):
+        raise ValueError(f"{weights_path} holds weights for {names}; --scores gave "
+                         f"{list(files)}")
+    if chosen["n_classes"] != len(classes):
+        raise ValueError(f"{weights_path}: chosen for {chosen['n_classes']} classes, "
+                         f"classes file has {len(classes)}")
+    files = {k: files[k] for k in names}
+    scores, ids = load_sources(files, len(classes))
+    recorded = {k: kinds.get(k, chosen["kinds"][k]) for k in names}
+    probs, _ = normalize_all(scores, recorded, files)
+    fused = fusion.fuse(probs, chosen["weights"])
+    top = np.argsort(-fused, axis=1, kind="stable")[:, :fusion.TOP_K]
+    datafiles.save_npy(out_dir / f"{split}_fused_scores.npy", fused)
+    datafiles.write_lines(out_dir / f"{split}_fused_ids.txt", ids)
+    header = "\t".join(["id"] + [f"top{k + 1}" for k in range(top.shape[1])])
+    datafiles.write_lines(out_dir / f"{split}_predictions.tsv", [header] + [
+        "\t".join([i] + [classes[c] for c in row]) for i, row in zip(ids, top)])
+    print(f"07 --apply {weights_path}: fused {len(ids)} videos with "
+          f"{chosen['weights']} -> {out_dir}/{split}_fused_scores.npy, "
+          f"{split}_predictions.tsv")
+    return fused, ids
+
+
+def main(argv=None):
+    parser = cli.parser(__doc__, ["EVAL_SPLIT", "RUN", "VIDEO_NAME", "FUSION_FOLDS",
+                                  "FUSION_GRID_STEPS", "BOOTSTRAP_SAMPLES", "SEED"])
+    parser.add_argument("--scores", nargs="+", default=None, metavar="NAME=FILE")
+    parser.add_argument("--kind", nargs="+", default=[], metavar="NAME=KIND",
+                        help="auto (default) | probs | logits per source; see fusion.normalize")
+    parser.add_argument("--labels", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--classes", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--split", default=None,
+                        help="split of the default paths and of --apply's outputs "
+                             "(default: EVAL_SPLIT)")
+    parser.add_argument("--learned-variants", nargs="*", default=list(fusion.LEARNED_VARIANTS),
+                        choices=fusion.LEARNED_VARIANTS, metavar="VARIANT",
+                        help=f"learned fusions to cross-fit, of {fusion.LEARNED_VARIANTS} "
+                             f"(default all; the flag alone runs none)")
+    parser.add_argument("--apply", type=Path, default=None, metavar="WEIGHTS.json",
+                        help="fuse with weights chosen earlier; no labels needed")
+    cfg = cli.parse(parser, argv)
+    paths = datafiles.Paths(cfg)
+    split = cfg.split or cfg.eval_split
+    try:
+        files = ({k: Path(v) for k, v in parse_named(cfg.scores, "--scores").items()}
+                 if cfg.scores else
+                 {"audio": paths.npy_dir() / f"{split}_audio_scores.npy",
+                  "video": paths.video_results / f"{cfg.video_name}_{split}_matched.npy"})
+        kinds = parse_named(cfg.kind, "--kind")
+    except ValueError as e:
+        parser.error(str(e))
+    for name, kind in kinds.items():
+        if name not in files or kind not in fusion.KINDS:
+            parser.error(f"--kind {name}={kind}: need a source of --scores and one of "
+                         f"{fusion.KINDS}")
+    cfg.classes_path = cfg.classes or paths.classes
+    classes = datafiles.read_classes(cfg.classes_path)
+    out_dir = cfg.out or paths.fusion_dir
+    if cfg.apply is not None:
+        return apply(cfg, files, kinds, classes, cfg.apply, out_dir, split)
+    return evaluate(cfg, files, kinds, classes, cfg.labels or paths.video_list(split),
+                    out_dir, cfg.learned_variants)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, OSError) as e:  # bad inputs: the message names the file and row
+        sys.exit(f"error: {e}")

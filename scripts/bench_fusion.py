@@ -1,0 +1,66 @@
+"""Benchmark of the fusion weight search at Kinetics-600 validation scale.
+
+Reads nothing; makes two synthetic probability sources [rows, classes] from a seed.
+Writes nothing; prints the seconds taken by
+  - the grid search: every weight of the FUSION_GRID_STEPS grid scored on all rows
+    (fusion.grid_counts, the cost that grows with rows x classes x weights),
+  - the full cross-fitting (fusion.cross_fit: the same grid pass, per-fold choices, fusing
+    and metrics), and optionally each learned fusion variant (--learned).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cli  # noqa: E402
+import fusion  # noqa: E402
+import metrics  # noqa: E402
+
+
+def synthetic_sources(n_rows, n_classes, seed):
+    """Two noisy softmax sources of the same labels; the second is the better one."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n_rows)
+    sources = {}
+    for name, noise in (("audio", 1.0), ("video", 0.8)):
+        logits = rng.normal(0, noise, (n_rows, n_classes)).astype(np.float32)
+        logits[np.arange(n_rows), labels] += 2.0
+        sources[name] = metrics.softmax(logits)
+    return sources, labels
+
+
+def main(argv=None):
+    parser = cli.parser(__doc__, ["FUSION_GRID_STEPS", "FUSION_FOLDS", "SEED"])
+    parser.add_argument("--rows", type=int, default=30000)
+    parser.add_argument("--classes", type=int, default=600)
+    parser.add_argument("--learned", action=argparse.BooleanOptionalAction, default=False,
+                        help="also time the cross-fitted learned fusion variants")
+    cfg = cli.parse(parser, argv)
+    sources, labels = synthetic_sources(cfg.rows, cfg.classes, cfg.seed)
+    units, m = fusion.weight_grid(len(sources), cfg.fusion_grid_steps)
+    t = time.perf_counter()
+    fusion.grid_counts(sources, labels, units, m)
+    search_s = time.perf_counter() - t
+    t = time.perf_counter()
+    cf = fusion.cross_fit(sources, labels, cfg.fusion_folds, cfg.fusion_grid_steps, cfg.seed)
+    cross_fit_s = time.perf_counter() - t
+    print(f"{cfg.rows} rows x {cfg.classes} classes x {len(units)} weights: grid search "
+          f"{search_s:.2f} s; cross_fit ({cfg.fusion_folds} folds) {cross_fit_s:.2f} s; "
+          f"cross-fitted top-1 {cf.metrics['top1']:.2f} %")
+    times = {"search_s": search_s, "cross_fit_s": cross_fit_s}
+    if cfg.learned:
+        for variant in fusion.LEARNED_VARIANTS:
+            t = time.perf_counter()
+            r = fusion.cross_fit_learned(sources, labels, variant, cf.folds, seed=cfg.seed)
+            times[variant + "_s"] = time.perf_counter() - t
+            print(f"learned {variant} ({r['dense']} dense, {cfg.fusion_folds} fits): "
+                  f"{times[variant + '_s']:.2f} s; top-1 {r['metrics']['top1']:.2f} %")
+    return times
+
+
+if __name__ == "__main__":
+    main()
