@@ -7,6 +7,8 @@ Writes are atomic: a temporary ``<name>.partial`` in the same folder, then a ren
 killed run never leaves a half-written file under a final name.
 """
 import os
+import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -270,3 +272,28 @@ def locate_videos(video_root, ids, extensions):
             if name is not None:
                 out[i] = Path(video_root) / folder / name
     return out
+
+
+# ---------------------------------------------------------------- provenance
+
+def provenance():
+    """Git commit of the repository (None outside git), whether the work tree differs from it,
+    and package versions: stored in checkpoints and reports beside what they describe."""
+    root = Path(__file__).resolve().parent
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=root, capture_output=True, text=True, check=True,
+                                timeout=10).stdout
+        dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "scipy", "matplotlib"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = None
+    return {"git_commit": commit, "git_dirty": dirty, "versions": versions}

@@ -47,10 +47,7 @@ Measured: 5-7 s per variant (5 fits) at 30 000 rows x 600 classes, ~1 s at 300 x
 """
 import itertools
 import math
-import platform
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -711,26 +708,3 @@ def cross_fit_learned(inputs, labels, variant, folds, kinds=None, groups=None,
     return {"probs": probs, "metrics": metrics(probs, labels), "fold_losses": losses,
             "dense": dense_used}
 
-
-# ---------------------------------------------------------------- provenance
-
-def run_info():
-    """git commit of the repository (None outside git) and package versions, for reports."""
-    root = Path(__file__).resolve().parent
-    commit, dirty = None, None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True, timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=root, capture_output=True, text=True, check=True,
-                                timeout=10).stdout
-        dirty = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("torch", "scipy", "matplotlib"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = None
-    return {"git_commit": commit, "git_dirty": dirty, "versions": versions}

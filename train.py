@@ -26,11 +26,9 @@ Several GPUs:    torchrun --nproc_per_node=4 -- train.py ... (DDP, one process p
 Resume:          the same command with --resume (continues from runs/<dataset>/<run>/last.pt)
 """
 import csv
-import importlib.metadata
 import math
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,6 +51,7 @@ TRAIN_KEYS = ["SPLITS", "TRAIN_SPLIT", "EVAL_SPLIT", "FEATURE_ROOT", "FEATURE", 
               "RUN", "MODEL", "EPOCHS", "BATCH_SIZE", "OPTIMIZER", "LEARNING_RATE",
               "WEIGHT_DECAY", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
               "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
+              "TIME_SHIFT_FRAMES",
               "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION", "EVAL_CHECKPOINT",
               "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "SEED", "DEVICE"]
 
@@ -92,23 +91,6 @@ class Dist:
     def close(self):
         if self.world > 1:
             dist.destroy_process_group()
-
-
-def provenance():
-    """Git commit and package versions, stored in checkpoints and reports."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=False).stdout.strip()
-    except OSError:
-        commit = ""
-    versions = {}
-    for pkg in ("torch", "numpy", "scipy"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {"git_commit": commit or "unknown", "versions": versions,
-            "python": sys.version.split()[0]}
 
 
 def seed_everything(seed):
@@ -157,6 +139,18 @@ def spec_augment(x, time_frames, freq_bands, gen):
 
     keep = ~(mask(n_bands, freq_bands)[:, :, None] | mask(n_frames, time_frames)[:, None, :])
     return x * keep[:, None].to(x.device, x.dtype)
+
+
+def time_shift(x, max_frames, gen):
+    """Roll each patch in time by its own random whole number of frames in [-max, max].
+
+    Circular: frames pushed off one end come back at the other. x: [B, C, bands, frames];
+    gen: torch.Generator (CPU).
+    """
+    b, n = x.shape[0], x.shape[-1]
+    shift = torch.randint(-max_frames, max_frames + 1, (b, 1), generator=gen)
+    source = ((torch.arange(n)[None] - shift) % n).to(x.device)   # [B, frames]
+    return torch.gather(x, -1, source[:, None, None, :].expand_as(x))
 
 
 def soft_targets(labels, n_classes, smoothing):
@@ -281,6 +275,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, env, cfg, epoch
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not env.main, file=sys.stderr, dynamic_ncols=True)
     for x, y, _ in bar:
+        if cfg.time_shift_frames > 0:
+            x = time_shift(x, cfg.time_shift_frames, gen)
         if cfg.spec_augment:
             x = spec_augment(x, cfg.time_mask_frames, cfg.freq_mask_bands, gen)
         target = soft_targets(y, n_classes, cfg.label_smoothing)
@@ -378,7 +374,7 @@ def main(argv=None):
 
     meta = {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
             "n_classes": n_classes, "in_channels": train_list.in_channels,
-            "feature": paths.feature_name, **provenance()}
+            "feature": paths.feature_name, **datafiles.provenance()}
     writer = None
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -400,7 +396,9 @@ def main(argv=None):
             pl, _, pt = predict(model, full_train, minival_rows, env, cfg, "minival")
             row.update({f"minival_{k}": v for k, v in
                         track_metrics(pl, pt, minival_rows, train_list.labels).items()})
-        improved = row.get("minival_track_top1", 0.0) > best["track_top1"]
+        # without a minival there is nothing to choose by: "best" is the latest epoch
+        improved = (not len(minival_rows)
+                    or row["minival_track_top1"] > best["track_top1"])
         if improved:
             best = {"track_top1": row.get("minival_track_top1", 0.0), "epoch": epoch + 1}
         if env.main:

@@ -7,7 +7,6 @@ Both follow PANNs (Kong et al. 2020): batch norm over mel bands at the input, bl
 3x3 convolutions with batch norm and ReLU, average pooling, then global pooling (mean over
 frequency, then max + mean over time) and a fully connected embedding.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -32,7 +32,6 @@ With --apply WEIGHTS.json (an unlabelled split; no labels read), in --out:
                           WEIGHTS.json's "weights" and its recorded normalisation kinds
   <split>_predictions.tsv header "id top1 ... top5", then id<TAB>5 class names, best first
 """
-import argparse
 import json
 import re
 import sys
@@ -269,7 +268,7 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
                 "learned_l2": fusion.LEARNED_L2,
                 "learned_batch_rows": fusion.LEARNED_BATCH_ROWS,
                 "groups": dict(zip(names, fusion.source_groups(names)))}
-    info = fusion.run_info()
+    info = datafiles.provenance()
     report = {
         "n": int(len(ids)), "n_classes": n_classes, "classes": str(cfg.classes_path),
         "labels": str(labels_path),
