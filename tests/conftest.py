@@ -16,6 +16,8 @@ import media  # noqa: E402
 
 def load_script(name):
     """Import scripts/<name>.py as a module (their names start with digits)."""
+    if f"script_{name}" in sys.modules:  # one module object per script: workers unpickle by name
+        return sys.modules[f"script_{name}"]
     path = REPO / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"script_{name}", path)
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,245 @@
+"""ESC-10 benchmark: 5-fold cross-validation of the audio classifier, trained from scratch.
+
+One frozen recipe (recipes/esc10.yaml, config.py keys) and the pipeline's own code: the
+FLACs go through steps 01-04 as if they were videos, then train.py runs once per fold.
+For fold k the classifier learns from the other folds and scores fold k; a clip's score is
+the mean of its patch softmax probabilities (train.py's <split>_audio_scores.npy) from the
+LAST epoch's checkpoint. Nothing is chosen on the scored fold: the number of epochs and
+every other setting are fixed in the recipe, and no checkpoint is picked by a score.
+
+Reads  <esc10-root>/meta.csv (filename, fold, target, category) and audio/*.flac
+       (16 kHz mono, 5 s); default ../shared/data/esc10 beside the repository
+       recipes/esc10.yaml
+Writes data/esc10/videos/fold<f>/<category>/<name>.flac   symlinks to the FLACs (step 01's
+                                                         layout: split = fold<f>)
+       data/esc10/audio/fold<f>/<category>/<name>.wav     step 02 (16 kHz mono PCM16)
+       data/esc10/features/<feature>/fold<f>/<category>/<name>.npy  step 03, e.g.
+                                                         float16 [5 patches, 64, 96]
+       file_lists/esc10/classes.txt                      the 10 categories, sorted (step 01)
+       file_lists/esc10/{train,test}_f<k>_{videos,audio}.txt   fold-split lists: test_f<k>
+                                                         is fold k, train_f<k> the others
+       datalists/esc10/<feature>_{train,test}_f<k>.npz   step 04 (ids sorted)
+       runs/esc10/esc10_f<k>/, npy_files/esc10/esc10_f<k>/   train.py; the scores used are
+                                                         test_f<k>_audio_scores.npy (+ ids)
+       npy_files/esc10/bench_esc10.json                  per-fold accuracy, wall time, load,
+                                                         the recipe
+A rerun reuses the wavs and features (steps 02-03 skip finished files). Without the data
+folder the script says so and exits 0. Each fold runs `train.py` in a subprocess, with
+OMP_NUM_THREADS = --threads and OMP_WAIT_POLICY=PASSIVE (see --threads).
+
+Prints the accuracy of each fold, the mean, and the wall time; the last line is exactly
+`mean accuracy: NN.N %`. Extra arguments are passed to every train.py run as overrides of
+the recipe (for tuning; the frozen result uses none):
+
+  python scripts/bench_esc10.py                        # all 5 folds, the frozen recipe
+  python scripts/bench_esc10.py --folds 5 --epochs 20  # quick look: train 1-4, score 5
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cli  # noqa: E402
+import datafiles  # noqa: E402
+import metrics  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "esc10"
+DEFAULT_ESC10_ROOT = REPO.parent / "shared" / "data" / "esc10"
+DEFAULT_RECIPE = REPO / "recipes" / "esc10.yaml"
+
+
+def read_meta(esc_root):
+    """meta.csv -> list of (fold int, category, flac path), sorted by fold then file name."""
+    rows = []
+    with open(Path(esc_root) / "meta.csv", newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            rows.append((int(r["fold"]), r["category"], Path(esc_root) / "audio" / r["filename"]))
+    if not rows:
+        raise ValueError(f"{esc_root}/meta.csv lists no clips")
+    return sorted(rows, key=lambda r: (r[0], r[2].name))
+
+
+def link_tree(rows, video_root):
+    """Symlink each clip as <video_root>/fold<f>/<category>/<name>.flac (step 01's layout)."""
+    for fold, category, flac in rows:
+        if not flac.is_file():
+            raise FileNotFoundError(f"{flac} is listed in meta.csv but missing")
+        link = Path(video_root) / f"fold{fold}" / category / flac.name
+        target = flac.resolve()
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = datafiles.partial_path(link)
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)  # atomic: a rerun never sees a half-made link
+
+
+def run_step(script, args):
+    """Run scripts/<script>.py with args; any non-zero exit is an error (ESC-10 is clean)."""
+    argv = [sys.executable, str(REPO / "scripts" / f"{script}.py"), *args]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script} exited {proc.returncode}:\n{proc.stdout[-4000:]}")
+    return proc.stdout
+
+
+def fold_split_lists(paths, folds):
+    """file_lists test_f<k> (= fold k) and train_f<k> (= the other folds), ids sorted."""
+    splits = []
+    for k in folds:
+        for split, members in ((f"test_f{k}", [k]), (f"train_f{k}", [f for f in folds if f != k])):
+            rows, audio_ids = [], []
+            for f in members:
+                rows += datafiles.read_lines(paths.video_list(f"fold{f}"))
+                audio_ids += datafiles.read_ids(paths.stage_list(f"fold{f}", "audio"))
+            datafiles.write_lines(paths.video_list(split), sorted(rows))
+            datafiles.write_lines(paths.stage_list(split, "audio"), sorted(audio_ids))
+            splits.append(split)
+    return splits
+
+
+def prepare(esc_root, common, quiet=True):
+    """Steps 01-04 on the ESC folder; returns (Paths, folds).
+
+    Args:
+      esc_root: folder with meta.csv and audio/.
+      common: argv given to every step: --config RECIPE and any --data-root, --output-root,
+        --workers (the dataset is always esc10).
+    """
+    cfg = cli.parse(cli.parser(None, ["FEATURE", "DELTAS"]), common + ["--dataset", DATASET])
+    paths = datafiles.Paths(cfg)
+    rows = read_meta(esc_root)
+    folds = sorted({r[0] for r in rows})
+    link_tree(rows, paths.video_root)
+    fold_splits = [f"fold{f}" for f in folds]
+    args = common + ["--dataset", DATASET]
+    flac = ["--video-extensions", ".flac"]
+    logs = [run_step("01_make_file_lists", args + flac + ["--splits", *fold_splits,
+                                                          "--train-split", fold_splits[0]]),
+            run_step("02_extract_audio", args + flac + ["--splits", *fold_splits]),
+            run_step("03_make_audio_images", args + ["--splits", *fold_splits])]
+    splits = fold_split_lists(paths, folds)
+    logs.append(run_step("04_make_datalists", args + ["--splits", *splits]))
+    if not quiet:
+        print("".join(line + "\n" for log in logs for line in log.splitlines()
+                      if line.startswith("[0")), end="")
+    for split in splits:  # every clip must have made it through
+        n_listed = len(datafiles.read_lines(paths.video_list(split)))
+        with np.load(paths.datalist(split)) as d:
+            if len(d["ids"]) != n_listed:
+                raise RuntimeError(f"{paths.datalist(split)}: {len(d['ids'])} clips with "
+                                   f"features, {n_listed} listed; see file_lists/{DATASET}/")
+    return paths, folds
+
+
+def fold_accuracy(paths, run, k):
+    """Clip accuracy (percent) of run's test_f<k> scores; scores and labels joined by id."""
+    npy = paths.npy_dir(run) / f"test_f{k}_audio_scores.npy"
+    scores, ids = datafiles.load_scores(npy, datafiles.ids_path_for(npy))
+    video_ids, labels = datafiles.read_video_list(paths.video_list(f"test_f{k}"))
+    label_of = dict(zip(video_ids, labels.tolist()))
+    if set(ids) != set(video_ids):
+        raise ValueError(f"{npy}: its ids are not the clips of fold {k}")
+    y = np.array([label_of[i] for i in ids])
+    return metrics.topk_accuracy(scores, y, 1), scores.argmax(1), y
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,  # others go to train.py
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--folds", default=None, help="comma-separated folds to score "
+                   "(default: all folds in meta.csv)")
+    p.add_argument("--esc10-root", type=Path, default=DEFAULT_ESC10_ROOT)
+    p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, metavar="FILE.yaml")
+    p.add_argument("--run-prefix", default="esc10", help="runs are <prefix>_f<k>")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="torch threads per training run (OMP_NUM_THREADS); the wait policy is "
+                        "passive, so threads that share busy cores yield instead of spinning "
+                        "(default: %(default)s, the cores of this machine)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--output-root", default=None)
+    p.add_argument("--workers", type=int, default=None, help="workers of steps 02-03")
+    p.add_argument("--prepare-only", action="store_true")
+    args, overrides = p.parse_known_args(argv)
+    if not (args.esc10_root / "meta.csv").is_file():
+        print(f"skipped: no ESC-10 at {args.esc10_root} (expected meta.csv and audio/*.flac)")
+        return 0
+    common = ["--config", str(args.recipe)]
+    for flag, value in (("--data-root", args.data_root), ("--output-root", args.output_root),
+                        ("--workers", args.workers)):
+        if value is not None:
+            common += [flag, str(value)]
+
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    paths, all_folds = prepare(args.esc10_root, common, quiet=False)
+    t_prep = time.perf_counter() - t0
+    print(f"[esc10] data ready in {t_prep:.0f} s: {len(all_folds)} folds -> "
+          f"{paths.datalists}")
+    if args.prepare_only:
+        return 0
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else all_folds
+    unknown = sorted(set(folds) - set(all_folds))
+    if unknown:
+        p.error(f"--folds {unknown} not in meta.csv's folds {all_folds}")
+    if overrides:
+        print(f"[esc10] overrides of {args.recipe.name} (not the frozen recipe): "
+              f"{' '.join(overrides)}")
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="PASSIVE")
+    results, loads = {}, []
+    for k in folds:
+        run = f"{args.run_prefix}_f{k}"
+        t = time.perf_counter()
+        argv_k = [sys.executable, str(REPO / "train.py"), *common, "--dataset", DATASET,
+                  "--train-split", f"train_f{k}", "--eval-split", f"test_f{k}",
+                  "--run", run, *overrides]
+        subprocess.run(argv_k, env=env, check=True)
+        acc, pred, y = fold_accuracy(paths, run, k)
+        loads.append(os.getloadavg()[0])
+        results[k] = {"accuracy": acc, "seconds": time.perf_counter() - t,
+                      "pred": pred.tolist(), "label": y.tolist()}
+        print(f"[esc10] fold {k}: {acc:.1f} % ({len(y)} clips, "
+              f"{results[k]['seconds']:.0f} s, load average {loads[-1]:.1f})", flush=True)
+
+    wall = time.perf_counter() - t0
+    accs = [results[k]["accuracy"] for k in folds]
+    mean = float(np.mean(accs))
+    classes = datafiles.read_classes(paths.classes)
+    pred = np.concatenate([results[k]["pred"] for k in folds])
+    y = np.concatenate([results[k]["label"] for k in folds])
+    print("[esc10] per class: " + ", ".join(
+        f"{c} {100 * np.mean(pred[y == i] == i):.0f}" for i, c in enumerate(classes)
+        if np.any(y == i)))
+    print("[esc10] per fold: " + ", ".join(f"{k}: {results[k]['accuracy']:.1f}" for k in folds)
+          + f"; std {np.std(accs):.1f}")
+    print(f"[esc10] wall time {wall / 60:.1f} min ({t_prep:.0f} s data, "
+          f"{wall - t_prep:.0f} s training and scoring) on {os.cpu_count()} cores, "
+          f"{args.threads} threads; load average {load0[0]:.1f} at start, "
+          f"{np.mean(loads):.1f} mean after folds")
+    datafiles.write_text(paths.npy / "bench_esc10.json", json.dumps({
+        "folds": {str(k): {kk: v for kk, v in results[k].items() if kk in ("accuracy", "seconds")}
+                  for k in folds},
+        "mean_accuracy": mean, "wall_seconds": wall, "prep_seconds": t_prep,
+        "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_start": load0[0],
+        "load_average_after_folds": loads, "recipe": str(args.recipe),
+        "recipe_overrides": overrides,
+        "recipe_settings": cli.load_yaml(args.recipe), **datafiles.provenance()},
+        indent=2) + "\n")
+    print(f"mean accuracy: {mean:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Training throughput: the real loader from disk against tensors already in memory.
+
+Makes a synthetic feature set in a temporary folder (--tracks tracks of --patches float16
+patches [64, 96] each, random labels of --classes classes, laid out as steps 01-03 write
+them), indexes it with step 04 (with --packed), then times train.train_one_epoch, the
+training step of train.py (augmentation, forward, loss, backward, optimizer and scheduler
+step), on the configured model (MODEL, BATCH_SIZE, CHANNELS_LAST, LOADER_WORKERS ...) fed
+three ways, one epoch each, interleaved and repeated --repeats times (median of each):
+
+  memory   random float32 tensors [BATCH_SIZE, 1, 64, 96] made beforehand (the ceiling)
+  files    DataLoader over AudioDataLoader.PatchDataset reading the per-track .npy files
+           (memory-mapped, as train.py reads them)
+  packed   the same over step 04's one packed array of the split
+
+and prints steps/s and patches/s of each and the ratios files/memory and packed/memory
+(goal: >= 0.9; each repeat's ratio, then the median), plus the loader alone (batches/s
+with no training) and the ratio that its cost alone predicts. The feature files
+were just written, so they are read from the page cache, as on a machine whose features
+fit in memory. On CUDA (DEVICE auto or cuda) the same runs on the GPU with AMP (AMP key);
+the memory batches are then pinned CPU tensors, so the host-to-device copy is in both.
+Torch uses --threads threads with OMP_WAIT_POLICY=PASSIVE (unless set), so threads sharing
+busy cores yield instead of spinning. Writes nothing outside its temporary folder.
+
+  python scripts/bench_train.py                                 # CPU, config.py's model
+  python scripts/bench_train.py --channels-last --batch-size 32 --repeats 5
+  python scripts/bench_train.py --device cuda --loader-workers 4 --tracks 4000
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Before torch starts its OpenMP threads: on a shared machine spinning workers stall each other.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cli  # noqa: E402
+import datafiles  # noqa: E402
+import network  # noqa: E402
+import train  # noqa: E402
+from AudioDataLoader import Datalist, PatchDataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = ["MODEL", "BATCH_SIZE", "LEARNING_RATE", "CHANNELS_LAST", "LOADER_WORKERS", "AMP",
+        "SPEC_AUGMENT", "TIME_SHIFT_FRAMES", "MIXUP_ALPHA", "DEVICE", "SEED"]
+
+
+def make_dataset(root, n_tracks, n_patches, n_classes, seed):
+    """Per-track float16 features + lists as steps 01-03 write them; step 04 indexes them."""
+    rng = np.random.default_rng(seed)
+    lists = root / "file_lists" / "bench"
+    feats = root / "data" / "bench" / "features" / "mel"
+    rows = []
+    for t in range(n_tracks):
+        label = int(rng.integers(n_classes))
+        vid = f"train/class{label:02d}/clip{t:05d}"
+        x = rng.normal(0, 1, (n_patches, 64, 96)).astype(np.float16)
+        datafiles.save_npy(feats / (vid + ".npy"), x)
+        rows.append((vid, label))
+    rows.sort()
+    datafiles.write_lines(lists / "classes.txt", [f"class{c:02d}" for c in range(n_classes)])
+    datafiles.write_lines(lists / "train_videos.txt", [f"{v}\t{c}" for v, c in rows])
+    datafiles.write_lines(lists / "train_audio.txt", [v for v, _ in rows])
+    subprocess.run([sys.executable, str(REPO / "scripts" / "04_make_datalists.py"),
+                    "--dataset", "bench", "--data-root", str(root / "data"),
+                    "--output-root", str(root), "--splits", "train", "--packed"],
+                   check=True, stdout=subprocess.DEVNULL)
+    datalists = root / "datalists" / "bench"
+    return Datalist(datalists / "mel_train.npz"), feats, datalists / "mel_train_patches.npy"
+
+
+def loader_over(dataset, cfg, env):
+    """The training loader as train.py builds it (one process: shuffled, last batch dropped)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return DataLoader(dataset, batch_size=cfg.batch_size,
+                      sampler=RandomSampler(dataset, generator=gen),
+                      num_workers=cfg.loader_workers, drop_last=True,
+                      pin_memory=env.device.type == "cuda",
+                      persistent_workers=cfg.loader_workers > 0)
+
+
+def memory_batches(n_batches, cfg, n_classes, pin):
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out = []
+    for _ in range(n_batches):
+        x = torch.randn((cfg.batch_size, 1, 64, 96), generator=gen)
+        y = torch.randint(n_classes, (cfg.batch_size,), generator=gen)
+        out.append((x.pin_memory() if pin else x, y, torch.zeros(cfg.batch_size, dtype=torch.long)))
+    return out
+
+
+def time_epoch(feed, parts, cfg, env, epoch, n_classes):
+    """Seconds of one train_one_epoch over `feed` (CUDA work finished before the clock stops)."""
+    model, optimizer, scheduler, scaler = parts
+    if env.device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    train.train_one_epoch(model, feed, optimizer, scheduler, scaler, env, cfg, epoch, n_classes)
+    if env.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def time_loader(loader):
+    t = time.perf_counter()
+    n = sum(1 for _ in loader)
+    return n / (time.perf_counter() - t)
+
+
+def main(argv=None):
+    parser = cli.parser(__doc__, KEYS)
+    parser.add_argument("--tracks", type=int, default=400)
+    parser.add_argument("--patches", type=int, default=5, help="patches per track")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads (default: %(default)s, the cores here)")
+    cfg = cli.parse(parser, argv)
+    torch.set_num_threads(cfg.threads)
+    env = train.Dist(cfg.device)
+    cuda = env.device.type == "cuda"
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        datalist, feature_dir, packed = make_dataset(Path(tmp), cfg.tracks, cfg.patches,
+                                                     cfg.classes, cfg.seed)
+        feeds = {"files": loader_over(PatchDataset(datalist, feature_dir), cfg, env),
+                 "packed": loader_over(PatchDataset(datalist, None, packed=packed), cfg, env)}
+        n_batches = len(feeds["files"])
+        feeds = {"memory": memory_batches(n_batches, cfg, cfg.classes, cuda), **feeds}
+        loader_rate = {k: statistics.median(time_loader(feeds[k]) for _ in range(cfg.repeats))
+                       for k in ("files", "packed")}
+
+        train.seed_everything(cfg.seed)
+        model = network.build(cfg.model, n_classes=cfg.classes, in_channels=1).to(env.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = train.make_optimizer(model, cfg)
+        epochs = 1 + cfg.repeats * len(feeds)
+        cfg.epochs = epochs  # the schedule spans every timed epoch
+        parts = (model, optimizer, train.make_scheduler(optimizer, cfg, n_batches),
+                 torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp))
+        time_epoch(feeds["memory"][:3], parts, cfg, env, 0, cfg.classes)  # warm-up
+        seconds = {k: [] for k in feeds}
+        names, epoch = list(feeds), 1
+        for r in range(cfg.repeats):  # interleaved, order rotated: a change in load hits all
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                seconds[name].append(time_epoch(feeds[name], parts, cfg, env, epoch,
+                                                cfg.classes))
+                epoch += 1
+
+    device = torch.cuda.get_device_name(env.device) if cuda else \
+        f"CPU, {cfg.threads} threads of {os.cpu_count()} cores"
+    print(f"[bench_train] {cfg.model}, batch {cfg.batch_size}, channels_last "
+          f"{cfg.channels_last}, loader workers {cfg.loader_workers}, "
+          f"{'AMP ' if cuda and cfg.amp else ''}on {device}; {n_batches} steps per epoch, "
+          f"median of {cfg.repeats}; load average {os.getloadavg()[0]:.1f}")
+    rate = {k: n_batches / statistics.median(v) for k, v in seconds.items()}
+    for name in feeds:
+        print(f"  {name:7s} {rate[name]:7.2f} steps/s  {rate[name] * cfg.batch_size:8.0f} "
+              f"patches/s" + (f"   (loader alone: {loader_rate[name]:.0f} batches/s)"
+                              if name in loader_rate else ""))
+    for name in ("files", "packed"):
+        # each repeat's own ratio (its runs were minutes apart at most), then the median
+        ratio = statistics.median(m / t for m, t in zip(seconds["memory"], seconds[name]))
+        bound = 1 / (1 + rate["memory"] / loader_rate[name])
+        print(f"  ratio {name}/memory: {ratio:.2f}   (if loading only added its own time: "
+              f"{bound:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""scripts/bench_esc10.py's data preparation on a 2-fold miniature of ESC-10, and the time
+shift augmentation its recipe uses."""
+import numpy as np
+import soundfile
+import torch
+
+import audio
+import datafiles
+from AudioDataLoader import Datalist
+from conftest import REPO, load_script, sine
+
+import train
+
+bench = load_script("bench_esc10")
+CATEGORIES = {"dog": 500.0, "rain": 2000.0}          # category -> tone, Hz
+
+
+def make_mini_esc(root):
+    """2 folds x 2 categories x 2 clips of 2 s, 16 kHz FLAC, with an ESC-style meta.csv."""
+    (root / "audio").mkdir(parents=True)
+    lines = ["filename,fold,target,category,src_file,take"]
+    for fold in (1, 2):
+        for target, (category, hz) in enumerate(CATEGORIES.items()):
+            for take in "AB":
+                name = f"{fold}-{100 + target}-{take}-{target}.flac"
+                soundfile.write(root / "audio" / name, sine(2.0, hz), 16000, format="FLAC")
+                lines.append(f"{name},{fold},{target},{category},{100 + target},{take}")
+    (root / "meta.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_prepare_writes_fold_datalists(tmp_path):
+    make_mini_esc(tmp_path / "esc")
+    common = ["--config", str(REPO / "recipes" / "esc10.yaml"),
+              "--data-root", str(tmp_path / "data"), "--output-root", str(tmp_path)]
+    paths, folds = bench.prepare(tmp_path / "esc", common)
+    assert folds == [1, 2]
+    assert datafiles.read_classes(paths.classes) == ["dog", "rain"]
+    ids_of_fold = {f: [f"fold{f}/{c}/{f}-{100 + t}-{k}-{t}" for t, c in enumerate(CATEGORIES)
+                       for k in "AB"] for f in (1, 2)}
+    for k, other in ((1, 2), (2, 1)):
+        test, trainset = (Datalist(paths.datalist(f"{s}_f{k}")) for s in ("test", "train"))
+        assert test.ids == ids_of_fold[k] and trainset.ids == ids_of_fold[other]
+        for dl in (test, trainset):
+            assert [dl.ids[i].split("/")[1] for i in range(len(dl))] == \
+                [["dog", "rain"][y] for y in dl.labels]
+            assert dl.patch_shape == (64, 96) and list(dl.n_patches) == [2] * 4
+    feature = paths.feature_dir / (ids_of_fold[1][0] + ".npy")
+    x = np.load(feature)
+    assert x.shape == (2, 64, 96) and x.dtype == np.float16
+    # a 500 Hz tone: the loudest mel band is the one whose centre is nearest 500 Hz
+    nearest = int(np.argmin(abs(audio.mel_centres_hz() - 500.0)))
+    assert abs(int(np.argmax(x.astype(np.float32).mean(axis=(0, 2)))) - nearest) <= 1
+    before = feature.stat().st_mtime_ns
+    bench.prepare(tmp_path / "esc", common)                  # a rerun reuses the features
+    assert feature.stat().st_mtime_ns == before
+
+
+def test_missing_dataset_is_a_clean_skip(tmp_path, capsys):
+    assert bench.main(["--esc10-root", str(tmp_path / "nothing")]) == 0
+    assert capsys.readouterr().out.startswith("skipped: no ESC-10")
+
+
+def test_time_shift_rolls_each_patch_by_its_own_amount():
+    x = torch.arange(4 * 96, dtype=torch.float32).reshape(4, 1, 1, 96).expand(4, 1, 64, 96)
+    out = train.time_shift(x.contiguous(), 10, torch.Generator().manual_seed(0))
+    shifts = []
+    for b in range(4):
+        s = int((out[b, 0, 0, 0] - x[b, 0, 0, 0]).item()) % 96
+        shifts.append((96 - s) % 96)  # out[t] = x[t - shift]
+        assert torch.equal(out[b], torch.roll(x[b], shifts[-1], dims=-1))
+    assert all(min(s, 96 - s) <= 10 for s in shifts) and len(set(shifts)) > 1
