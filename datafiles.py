@@ -293,7 +293,7 @@ def provenance():
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     for mod in ("torch", "scipy", "matplotlib"):
         try:
-            versions[mod] = __import__(mod).__version__
+            versions[mod] = str(__import__(mod).__version__)  # plain str: weights_only loads
         except ImportError:
             versions[mod] = None
     return {"git_commit": commit, "git_dirty": dirty, "versions": versions}

@@ -426,8 +426,10 @@ def main(argv=None):
     ckpt = load_checkpoint(chosen, env.device)
     model.load_state_dict(ckpt["model"])
     if env.main:
+        why = ("best on minival, never on the scored split" if chosen == best_path
+               else "the last epoch")
         print(f"[train] scoring with {chosen.name} (epoch {ckpt['epoch']}; EVAL_CHECKPOINT="
-              f"{cfg.eval_checkpoint}, chosen on minival, not on the scored split)")
+              f"{cfg.eval_checkpoint}: {why})")
     for split in cfg.eval_splits if cfg.eval_splits is not None else [cfg.eval_split]:
         dl = Datalist(paths.datalist(split))
         ds = PatchDataset(dl, paths.feature_dir, packed=paths.packed(split) if cfg.packed else None)

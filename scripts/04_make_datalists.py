@@ -80,7 +80,7 @@ def main(argv=None):
         if cfg.packed:
             pack(paths, split, index)
         print(f"[04] {split}: {len(index['ids'])} tracks, {int(index['offsets'][-1])} patches "
-              f"of {tuple(index['patch_shape'])} {index['dtype']}"
+              f"of {tuple(index['patch_shape'].tolist())} {index['dtype']}"
               + (f"; {missing} tracks without features left out" if missing else "")
               + f" -> {paths.datalist(split)}" + (" (+ packed)" if cfg.packed else ""))
 

@@ -76,7 +76,7 @@ def test_learns_and_writes_every_output(syn, capsys):
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     assert {"train/loss", "lr", "minival/track_top1", "val/track_top1"} <= set(acc.Tags()["scalars"])
-    assert "chosen on minival" in capsys.readouterr().out
+    assert "best on minival, never on the scored split" in capsys.readouterr().out
 
 
 def test_resume_after_kill_9_matches_a_straight_run(syn):
