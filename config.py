@@ -29,6 +29,8 @@ VIDEO_EXTENSIONS = [".mp4", ".webm", ".avi", ".mkv", ".mov"]
 FFMPEG = "imageio"               # "imageio": the pinned imageio-ffmpeg binary (same everywhere);
                                  # "system": ffmpeg on PATH; or a path to an ffmpeg binary
 FFMPEG_TIMEOUT_SECONDS = 300     # per file; a hung decode is listed as failed, not waited on
+FFMPEG_BATCH_FILES = 8           # step 02: files per ffmpeg process (its start-up is most of a
+                                 # clip's cost); a batch that fails is redone file by file; 1 = off
 
 # ---------------------------------------------------------------- audio front end (VGGish)
 SAMPLE_RATE_HZ = 16000           # tracks are stored and analysed at this rate, mono

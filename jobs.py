@@ -117,8 +117,11 @@ class Summary:
         return self.counts["failed"]
 
 
-def run(stage, split, shard, items, work, workers, out_root, suffix):
+def run(stage, split, shard, items, work, workers, out_root, suffix, batch=1):
     """Apply `work((id, payload)) -> Outcome` to this shard's ids that are not already done.
+
+    With batch > 1, `work` takes a list of up to `batch` (id, payload) items and returns a
+    list of Outcomes (e.g. one ffmpeg process for several files).
 
     Args:
       items: {id: payload} for all ids of the split (the shard is taken here,
@@ -140,16 +143,23 @@ def run(stage, split, shard, items, work, workers, out_root, suffix):
             summary.add(prev)
     bar = tqdm(total=len(todo), desc=f"{stage} {split}", unit="file", file=sys.stderr,
                disable=not todo, dynamic_ncols=True, mininterval=0.5)
-    if workers > 1 and len(todo) > 1:
-        chunk = max(1, min(16, len(todo) // (workers * 8)))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for o in pool.imap_unordered(work, todo, chunksize=chunk):
-                summary.add(o)
-                bar.update()
-    else:
-        for item in todo:
-            summary.add(work(item))
+    # small splits: smaller batches, so every worker gets several
+    size = max(1, min(batch, len(todo) // (4 * max(1, workers))))
+    tasks = [todo[i:i + size] for i in range(0, len(todo), size)] if batch > 1 else todo
+
+    def record(result):
+        for o in (result if batch > 1 else [result]):
+            summary.add(o)
             bar.update()
+
+    if workers > 1 and len(tasks) > 1:
+        chunk = max(1, min(16, len(tasks) // (workers * 8)))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for result in pool.imap_unordered(work, tasks, chunksize=chunk):
+                record(result)
+    else:
+        for task in tasks:
+            record(work(task))
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary

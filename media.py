@@ -8,8 +8,10 @@ reason taken from ffmpeg's stderr.
 Resampling and downmixing happen inside ffmpeg (libswresample with its default filter;
 stereo and 5.1 are mixed down by ffmpeg's standard matrix).
 """
+import os
 import shutil
 import subprocess
+import threading
 import wave
 from functools import lru_cache
 from pathlib import Path
@@ -50,10 +52,15 @@ def _input_args(path):
             "-i", "file:" + str(Path(path).resolve())]
 
 
+def _audio_output_args(input_index, sample_rate, out, fmt="s16le"):
+    """ffmpeg output options: the first audio stream of input `input_index`, mono PCM16."""
+    return ["-map", f"{input_index}:a:0", "-vn", "-sn", "-dn", "-ac", "1",
+            "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", fmt, "-y", out]
+
+
 def audio_command(ffmpeg, path, sample_rate, out="pipe:1", fmt="s16le"):
     """argv that decodes the first audio stream of `path` to mono PCM16 at `sample_rate`."""
-    return [ffmpeg, *_input_args(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", fmt, "-y", out]
+    return [ffmpeg, *_input_args(path), *_audio_output_args(0, sample_rate, out, fmt)]
 
 
 def _reason(stderr):
@@ -103,6 +110,60 @@ def decode_audio(path, sample_rate=16000, ffmpeg="imageio", timeout_s=300):
         raise MediaError("failed", "audio stream decodes to 0 samples"
                          + (f" ({_reason(proc.stderr)})" if err.strip() else ""))
     return samples
+
+
+def decode_audio_batch(paths, sample_rate=16000, ffmpeg="imageio", timeout_s=300):
+    """The first audio streams of several files from ONE ffmpeg process.
+
+    ffmpeg's start-up (~35 ms for the static build, most of a 10 s clip's cost) is paid once
+    per batch. Each output goes to its own pipe (read by a thread, so none can block the
+    others); the samples are identical to decode_audio's, file by file.
+
+    Returns:
+      list of int16 arrays [n_samples], one per path.
+    Raises:
+      MediaError('failed', reason) if ffmpeg fails for any of them (a missing audio stream
+      included) or one decodes to nothing: the caller then decodes them one by one to learn
+      which failed and why.
+    """
+    argv = [ffmpeg_binary(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error"]
+    for path in paths:
+        argv += ["-i", "file:" + str(Path(path).resolve())]
+    pipes = [os.pipe() for _ in paths]
+    for i, (_, w) in enumerate(pipes):
+        argv += _audio_output_args(i, sample_rate, f"pipe:{w}")
+    chunks = [[] for _ in paths]
+
+    def drain(i, fd):
+        with os.fdopen(fd, "rb") as f:
+            while block := f.read(1 << 16):
+                chunks[i].append(block)
+
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, pass_fds=[w for _, w in pipes])
+    finally:
+        for _, w in pipes:
+            os.close(w)
+    readers = [threading.Thread(target=drain, args=(i, r), daemon=True)
+               for i, (r, _) in enumerate(pipes)]
+    for t in readers:
+        t.start()
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise MediaError("failed", f"ffmpeg timed out after {timeout_s} s") from None
+    finally:
+        for t in readers:
+            t.join()
+    if proc.returncode != 0:
+        raise MediaError("failed", _reason(err))
+    out = [np.frombuffer(b"".join(c), dtype="<i2") for c in chunks]
+    if any(a.size == 0 for a in out):
+        raise MediaError("failed", "an audio stream decoded to 0 samples")
+    return out
 
 
 def decode_frames(path, size_pixels, frames_per_second, ffmpeg="imageio", timeout_s=300):

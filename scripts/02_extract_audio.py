@@ -13,6 +13,7 @@ wavs and "no audio" videos and retries failures. Exit status: 0, or 3 when some 
 (listed in <split>_failed.txt; with --strict, also when any video has no audio).
 """
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -36,10 +37,33 @@ def extract(item, audio_root, sample_rate, ffmpeg, timeout_s):
     except media.MediaError as e:
         jobs.write_status(audio_root, vid, e.kind, e.reason)
         return jobs.Outcome(vid, e.kind, e.reason)
+    return _write(audio_root, vid, samples, sample_rate)
+
+
+def _write(audio_root, vid, samples, sample_rate):
     datafiles.atomic_write(Path(audio_root) / (vid + ".wav"),
                            lambda tmp: media.write_wav(tmp, samples, sample_rate))
     jobs.clear_status(audio_root, vid)
     return jobs.Outcome(vid, "done")
+
+
+def extract_batch(items, audio_root, sample_rate, ffmpeg, timeout_s):
+    """Several (id, path) items through one ffmpeg process; any that fail are redone one by
+    one by `extract`, which finds out which and why. -> list of Outcomes."""
+    ready = [(vid, p) for vid, p in items if p is not None and os.path.isfile(p)
+             and os.path.getsize(p) > 0]
+    done = []
+    if len(ready) > 1:
+        try:
+            decoded = media.decode_audio_batch([p for _, p in ready], sample_rate, ffmpeg,
+                                               timeout_s)
+        except media.MediaError:
+            decoded = []
+        for (vid, _), samples in zip(ready, decoded):
+            done.append(_write(audio_root, vid, samples, sample_rate))
+    finished = {o.id for o in done}
+    return done + [extract(item, audio_root, sample_rate, ffmpeg, timeout_s)
+                   for item in items if item[0] not in finished]
 
 
 def write_lists(paths, split, ids):
@@ -55,12 +79,15 @@ def write_lists(paths, split, ids):
 
 def main(argv=None):
     parser = cli.parser(__doc__, ["SPLITS", "AUDIO_ROOT", "SAMPLE_RATE_HZ", "FFMPEG",
-                                  "FFMPEG_TIMEOUT_SECONDS", "VIDEO_EXTENSIONS", "STRICT"],
+                                  "FFMPEG_TIMEOUT_SECONDS", "FFMPEG_BATCH_FILES",
+                                  "VIDEO_EXTENSIONS", "STRICT"],
                         shard=True)
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
     ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)  # fail now, not once per video
-    work = functools.partial(extract, audio_root=str(paths.audio_root),
+    batch = cfg.ffmpeg_batch_files
+    work = functools.partial(extract_batch if batch > 1 else extract,
+                             audio_root=str(paths.audio_root),
                              sample_rate=cfg.sample_rate_hz, ffmpeg=ffmpeg,
                              timeout_s=cfg.ffmpeg_timeout_seconds)
     bad = 0
@@ -69,7 +96,7 @@ def main(argv=None):
         found = datafiles.locate_videos(paths.video_root, ids, cfg.video_extensions)
         items = {i: (str(found[i]) if i in found else None) for i in ids}
         summary = jobs.run("02 audio", split, cfg.shard, items, work, cfg.workers,
-                           paths.audio_root, ".wav")
+                           paths.audio_root, ".wav", batch=batch)
         print(summary.text())
         n = write_lists(paths, split, ids)
         print(f"  {split} on disk: {len(ids)} videos = with sound {n['done']} + without sound "

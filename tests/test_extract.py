@@ -214,3 +214,31 @@ def test_real_clips_and_edge_cases(tmp_path, capsys):
         assert f"val/dog/{name}" in with_sound, (name, failed)
     for vid in with_sound:  # every extracted track became patches (or a noted pad)
         assert (tmp_path / "data" / "t" / "features" / "mel" / (vid + ".npy")).exists()
+
+
+def test_batched_ffmpeg_equals_one_process_per_file(bad_root, tmp_path):
+    """Step 02 decodes several files per ffmpeg process; the wavs must not change by it."""
+    one, many = tmp_path / "one", tmp_path / "many"
+    for out, batch in ((one, "1"), (many, "8")):
+        common = ["--dataset", "t", "--video-root", str(bad_root), "--data-root",
+                  str(out / "data"), "--output-root", str(out)]
+        step01.main(common)
+        assert step02.main(common + ["--workers", "1", "--ffmpeg-batch-files", batch]) == 3
+    wavs = sorted(p.relative_to(one) for p in one.rglob("*.wav"))
+    assert len(wavs) == 16 and wavs == sorted(p.relative_to(many) for p in many.rglob("*.wav"))
+    for rel in wavs:
+        assert (one / rel).read_bytes() == (many / rel).read_bytes(), rel
+    for name in ("no_audio", "failed"):
+        assert ((one / "file_lists" / "t" / f"val_{name}.txt").read_text()
+                == (many / "file_lists" / "t" / f"val_{name}.txt").read_text())
+
+
+def test_decode_audio_batch_matches_single_decodes(bad_root):
+    import media
+    paths = sorted((bad_root / "val" / "tone").glob("[gsr]*.mp4"))
+    batch = media.decode_audio_batch(paths, 16000)
+    assert len(batch) == len(paths) >= 4
+    for p, samples in zip(paths, batch):
+        assert np.array_equal(samples, media.decode_audio(p, 16000)), p.name
+    with pytest.raises(media.MediaError):
+        media.decode_audio_batch(paths + [bad_root / "val" / "tone" / "no_audio.mp4"], 16000)
