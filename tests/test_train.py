@@ -161,3 +161,26 @@ def test_vggish_takes_frames_by_bands():
     model.features[1].register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
     model(torch.zeros(1, 1, 64, 96))
     assert tuple(seen["shape"][2:]) == (96, 64)
+
+
+def test_balanced_sampler_draws_classes_equally_and_splits_ranks():
+    labels = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    ranks = [train.BalancedSampler(labels, seed=3, world=2, rank=r) for r in (0, 1)]
+    for s in ranks:
+        s.set_epoch(4)
+    draws = [list(s) for s in ranks]
+    assert len(draws[0]) == len(draws[1]) == len(ranks[0]) == 50
+    counts = np.bincount(labels[np.concatenate(draws)], minlength=3)
+    assert counts.min() > 20                  # ~33 each instead of 90 / 9 / 1
+    again = train.BalancedSampler(labels, seed=3, world=2, rank=0)
+    again.set_epoch(4)
+    assert list(again) == draws[0]            # a resumed run draws the same patches
+
+
+def test_spec_augment_masks_one_band_and_one_time_span():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.ones(8, 1, 64, 96)
+    y = train.spec_augment(x, time_frames=16, freq_bands=8, gen=gen)
+    zero_bands = (y == 0).all(dim=3).sum(dim=2).flatten()    # fully masked bands per patch
+    zero_frames = (y == 0).all(dim=2).sum(dim=2).flatten()   # fully masked frames per patch
+    assert zero_bands.max() <= 8 and zero_frames.max() <= 16 and (y == 0).any()
