@@ -13,6 +13,8 @@ Usage in a script::
     cfg.feature, cfg.workers, cfg.shard  # -> "mel", 2, (1, 1)
 """
 import argparse
+import importlib.util
+import sys
 from pathlib import Path
 
 import yaml
@@ -166,6 +168,19 @@ def settings(**overrides):
         cfg[key] = _check_type(key.upper(), value, "settings()") if key != "shard" else value
     cfg.shard = parse_shard(cfg.shard) if isinstance(cfg.shard, str) else tuple(cfg.shard)
     return cfg
+
+
+def load_script(name):
+    """scripts/<name>.py as a module, to call a step's main() in-process (their names start
+    with digits, so `import` cannot). One module object per script, registered in
+    sys.modules so that worker processes can unpickle its functions by name."""
+    key = f"script_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, repo_path("scripts") / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def repo_path(path):

@@ -36,19 +36,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import audio  # noqa: E402
+import cli  # noqa: E402
 import config  # noqa: E402
 import media  # noqa: E402
 
 KINETICS_CLIPS = 500_000
-
-
-def load_script(name):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so worker processes can unpickle its functions
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_videos(root, n, seconds, ffmpeg, workers):
@@ -123,8 +115,8 @@ def main(argv=None):
     p.add_argument("--ffmpeg", default=config.FFMPEG, help="imageio | system | a path")
     args = p.parse_args(argv)
     ffmpeg = media.ffmpeg_binary(args.ffmpeg)
-    step = load_script("02_extract_audio")
-    step01 = load_script("01_make_file_lists")
+    step = cli.load_script("02_extract_audio")
+    step01 = cli.load_script("01_make_file_lists")
     with tempfile.TemporaryDirectory(prefix="bench_frontend_") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()

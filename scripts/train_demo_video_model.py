@@ -44,6 +44,7 @@ from tqdm import tqdm  # noqa: E402
 import cli  # noqa: E402
 import datafiles  # noqa: E402
 import media  # noqa: E402
+import metrics  # noqa: E402
 import network  # noqa: E402
 
 
@@ -188,11 +189,6 @@ def score(model, videos, cfg):
     return torch.stack(out).numpy().astype(np.float32)
 
 
-def topk(scores, labels, k):
-    top = np.argsort(-scores, axis=1)[:, :k]
-    return float(np.mean([y in row for y, row in zip(labels, top)]))
-
-
 # ---------------------------------------------------------------- main
 
 def main(argv=None):
@@ -254,9 +250,9 @@ def main(argv=None):
     datafiles.save_npy(out_scores, scores)
     datafiles.write_lines(datafiles.ids_path_for(out_scores), ids)
     has_label = labels >= 0
-    top1 = topk(scores[has_label], labels[has_label], 1) if has_label.any() else None
-    top5 = topk(scores[has_label], labels[has_label], min(5, len(classes))) \
-        if has_label.any() else None
+    # fractions; metrics skips unlabelled rows and caps k at the number of classes
+    top1 = metrics.topk_accuracy(scores, labels, 1) / 100 if has_label.any() else None
+    top5 = metrics.topk_accuracy(scores, labels, 5) / 100 if has_label.any() else None
     total_s = time.perf_counter() - start
     info = dict(settings={k: v for k, v in cfg.items() if k in (
         "dataset", "train_split", "eval_split", "video_model", "video_frame_size_pixels",

@@ -1,5 +1,4 @@
 """Shared test helpers: import the repository's modules and numbered scripts, make media."""
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +11,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
 import media  # noqa: E402
-
-
-def load_script(name):
-    """Import scripts/<name>.py as a module (their names start with digits)."""
-    if f"script_{name}" in sys.modules:  # one module object per script: workers unpickle by name
-        return sys.modules[f"script_{name}"]
-    path = REPO / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # so worker processes can unpickle its functions
-    spec.loader.exec_module(module)
-    return module
+from cli import load_script  # noqa: E402,F401 - tests import it from here
 
 
 @pytest.fixture(scope="session")
