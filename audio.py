@@ -52,6 +52,7 @@ assert CQT_MIN_HZ * 2.0 ** ((NUM_BANDS - 1) / CQT_BINS_PER_OCTAVE) * (1 + 1 / CQ
     < SAMPLE_RATE_HZ / 2, "the top constant-Q band must end below Nyquist"
 DELTA_HALF_WIDTH_FRAMES = 2      # deltas: linear regression over t-2 .. t+2
 STFT_BLOCK_FRAMES = 128          # frames per FFT call: buffers stay in cache (~0.5 MB)
+FILTERBANK_GROUP_BANDS = 8       # bands per matmul when applying a filterbank
 
 # Resampling other rates to SAMPLE_RATE_HZ: a Kaiser-windowed sinc low-pass, 32 zero
 # crossings each side, beta 10 (~100 dB stopband), cutoff 0.94 x the lower Nyquist.
@@ -177,6 +178,15 @@ def _cached_hann(n):
     return w
 
 
+@functools.lru_cache(maxsize=8)
+def _tiled_window(rows, window_length, fft_length):
+    """[rows, fft_length]: the periodic Hann window in every row, zeros past it (read-only)."""
+    tiled = np.zeros((rows, fft_length))
+    tiled[:, :window_length] = _cached_hann(window_length)
+    tiled.flags.writeable = False
+    return tiled
+
+
 def periodic_hann(n):
     """The periodic Hann window (one full cosine period over n + 1 points, last dropped).
 
@@ -192,39 +202,52 @@ def periodic_hann(n):
 
 
 def stft_magnitude(waveform, window_length=WINDOW_SAMPLES, hop_length=HOP_SAMPLES,
-                   fft_length=FFT_LENGTH):
+                   fft_length=FFT_LENGTH, bins=None):
     """|STFT| of a mono waveform: periodic-Hann frames, zero-padded real FFT.
 
-    The FFT runs in float64: a float32 FFT's rounding, relative to the loudest bin, moves
-    the quiet bins of a loud pure tone by up to 1e-3 after the log. Frames go through the FFT
-    STFT_BLOCK_FRAMES at a time, so its buffers stay in cache.
+    The FFT runs in float64, as the reference's does: a float32 FFT's rounding error is
+    about 1e-7 x sqrt(fft_length) x the frame's norm in every bin, which after the log moves
+    the quiet bands of loud frames by up to 4e-4 on real recordings (15 of the 400 ESC-10
+    clips exceed 1e-4) and 1e-3 on a loud pure tone. Frames go through the FFT
+    STFT_BLOCK_FRAMES at a time, so its buffers stay in cache; the magnitude is taken in
+    complex64 (7 digits of each part: plenty for a magnitude, and faster), and only for the
+    bins asked for.
 
     Args:
       waveform: float array [n_samples].
       window_length: samples per frame.
       hop_length: samples between frames.
       fft_length: FFT size, >= window_length.
+      bins: (first, stop) FFT bins to return, default all (0, fft_length // 2 + 1).
 
     Returns:
-      float32 array [n_frames, fft_length // 2 + 1], n_frames = num_frames(n_samples, ...).
+      float32 array [n_frames, stop - first], n_frames = num_frames(n_samples, ...).
     """
     if fft_length < window_length:
         raise ValueError(f"fft_length {fft_length} < window_length {window_length}")
     if np.ndim(waveform) != 1:
         raise ValueError(f"waveform must be mono [n_samples], got shape {np.shape(waveform)}")
+    first, stop = bins if bins is not None else (0, fft_length // 2 + 1)
+    if not 0 <= first < stop <= fft_length // 2 + 1:
+        raise ValueError(f"bins {bins} must lie within 0 .. {fft_length // 2 + 1}")
     frames = frame(waveform, window_length, hop_length)
-    window = _cached_hann(window_length)
-    out = np.empty((len(frames), fft_length // 2 + 1), np.float32)
+    out = np.empty((len(frames), stop - first), np.float32)
     rows = min(len(frames), STFT_BLOCK_FRAMES)
     padded = np.zeros((rows, fft_length))            # columns past the window stay 0
+    # The window tiled over a whole block, zeros past it: one flat multiply per block runs
+    # 2x faster than a [rows, window] x [window] broadcast.
+    windows = _tiled_window(STFT_BLOCK_FRAMES, window_length, fft_length).reshape(-1)
     spectrum = np.empty((rows, fft_length // 2 + 1), np.complex128)
+    single = np.empty((rows, stop - first), np.complex64)
     for start in range(0, len(frames), STFT_BLOCK_FRAMES):
         block = frames[start:start + STFT_BLOCK_FRAMES]
         n = len(block)
-        np.multiply(block, window, out=padded[:n, :window_length])
+        padded[:n, :window_length] = block
+        flat = padded[:n].reshape(-1)
+        np.multiply(flat, windows[:len(flat)], out=flat)
         np.fft.rfft(padded[:n], axis=1, out=spectrum[:n])
-        # complex64 keeps each part to 7 digits: plenty for the magnitude, and faster.
-        np.abs(spectrum[:n].astype(np.complex64), out=out[start:start + n])
+        np.copyto(single[:n], spectrum[:n, first:stop], casting="same_kind")
+        np.abs(single[:n], out=out[start:start + n])
     return out
 
 
@@ -360,12 +383,37 @@ def _log(x):
     return np.log(x + np.float32(LOG_OFFSET), dtype=np.float32)
 
 
-def _log_filterbank_spectrogram(waveform, sample_rate, weights):
-    """log(|STFT| @ weights + LOG_OFFSET) -> float32 [n_frames, weights.shape[1]]."""
+@functools.lru_cache(maxsize=16)
+def _filterbank_plan(matrix):
+    """How to apply the filterbank ``matrix()`` fast: the FFT bins it uses (first, stop) and,
+    per FILTERBANK_GROUP_BANDS bands, (first band, stop band, first bin, stop bin, weights)
+    with the bins relative to `first`. Mel bands each weight a few neighbouring bins, so the
+    groups' small products do ~1/7 of a dense matmul's work (3x faster here)."""
+    weights = matrix()
     used = np.flatnonzero(weights.any(axis=1))        # mel: bins 5..239; skip the rest
-    lo, hi = used[0], used[-1] + 1
-    # One matmul for the whole track: BLAS threads wake once, not once per block.
-    return _log(stft_magnitude(_prepare(waveform, sample_rate))[:, lo:hi] @ weights[lo:hi])
+    first, stop = int(used[0]), int(used[-1]) + 1
+    groups = []
+    for b0 in range(0, weights.shape[1], FILTERBANK_GROUP_BANDS):
+        cols = weights[:, b0:b0 + FILTERBANK_GROUP_BANDS]
+        rows = np.flatnonzero(cols.any(axis=1))
+        r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (first, first)
+        groups.append((b0, b0 + cols.shape[1], r0 - first, r1 - first,
+                       _frozen(np.ascontiguousarray(cols[r0:r1]))))
+    return first, stop, tuple(groups)
+
+
+def _log_filterbank_spectrogram(waveform, sample_rate, matrix):
+    """log(|STFT| @ matrix() + LOG_OFFSET) -> float32 [n_frames, n_bands]."""
+    first, stop, groups = _filterbank_plan(matrix)
+    magnitude = stft_magnitude(_prepare(waveform, sample_rate), bins=(first, stop))
+    out = np.empty((len(magnitude), groups[-1][1]), np.float32)
+    for b0, b1, r0, r1, weights in groups:
+        if r1 > r0:
+            np.matmul(magnitude[:, r0:r1], weights, out=out[:, b0:b1])
+        else:                                          # bands that weight no bin at all
+            out[:, b0:b1] = 0.0
+    np.add(out, np.float32(LOG_OFFSET), out=out)
+    return np.log(out, out=out)
 
 
 def log_mel_spectrogram(waveform, sample_rate):
@@ -379,7 +427,7 @@ def log_mel_spectrogram(waveform, sample_rate):
       float32 [n_frames, NUM_BANDS]: log(mel_matrix applied to |STFT| + LOG_OFFSET),
       n_frames = num_frames(n_samples at 16 kHz).
     """
-    return _log_filterbank_spectrogram(waveform, sample_rate, mel_matrix())
+    return _log_filterbank_spectrogram(waveform, sample_rate, mel_matrix)
 
 
 def log_gammatone_spectrogram(waveform, sample_rate):
@@ -388,7 +436,7 @@ def log_gammatone_spectrogram(waveform, sample_rate):
 
     Args, Returns: as ``log_mel_spectrogram`` (float32 [n_frames, NUM_BANDS]).
     """
-    return _log_filterbank_spectrogram(waveform, sample_rate, gammatone_matrix())
+    return _log_filterbank_spectrogram(waveform, sample_rate, gammatone_matrix)
 
 
 def _hann_band(bin_hz, centre, half_width):

@@ -232,6 +232,8 @@ def test_patches_axis_order():
     (lambda: audio.periodic_hann(0), "0"),
     (lambda: audio.stft_magnitude(noise(1000), 400, 160, 256), "fft_length 256"),
     (lambda: audio.stft_magnitude(noise(1000, channels=2)), "(1000, 2)"),
+    (lambda: audio.stft_magnitude(noise(1000), bins=(5, 300)), "bins (5, 300)"),
+    (lambda: audio.stft_magnitude(noise(1000), bins=(9, 9)), "bins (9, 9)"),
     (lambda: audio.mel_matrix(64, 512, 16000, 125.0, 9000.0), "max_hz 9000"),
     (lambda: audio.mel_matrix(64, 512, 16000, 500.0, 400.0), "min_hz 500"),
     (lambda: audio.gammatone_matrix(order=0), "order 0"),
@@ -248,3 +250,32 @@ def test_cached_filterbanks_are_read_only():
         assert weights.shape == (257, 64) and weights.dtype == np.float32
         assert not weights.flags.writeable
         assert np.all(weights[0] == 0)            # the DC bin
+
+
+def test_stft_magnitude_bins_and_blocks():
+    # 300 frames: two full blocks of STFT_BLOCK_FRAMES and a partial one
+    x = noise(400 + 299 * 160, 7)
+    full = audio.stft_magnitude(x)
+    assert full.shape == (300, 257)
+    np.testing.assert_array_equal(audio.stft_magnitude(x, bins=(5, 240)), full[:, 5:240])
+    # against a plain one-shot float64 STFT
+    plain = np.abs(np.fft.rfft(audio.frame(x.astype(np.float64), 400, 160)
+                               * audio.periodic_hann(400), 512, axis=1))
+    np.testing.assert_allclose(full, plain, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("matrix", [audio.mel_matrix, audio.gammatone_matrix])
+def test_grouped_filterbank_equals_dense_matmul(matrix):
+    # _log_filterbank_spectrogram applies the filterbank in groups of bands over only the
+    # bins each group weights; the result must be the dense product's
+    x = sweep(TWO_PATCHES) * 0.3 + noise(TWO_PATCHES, 8, 1e-3)
+    dense = np.log(audio.stft_magnitude(x).astype(np.float64) @ matrix().astype(np.float64)
+                   + audio.LOG_OFFSET)
+    np.testing.assert_allclose(audio._log_filterbank_spectrogram(x, RATE, matrix), dense,
+                               rtol=0, atol=2e-5)
+    first, stop, groups = audio._filterbank_plan(matrix)
+    assert [g[:2] for g in groups] == [(b, b + audio.FILTERBANK_GROUP_BANDS)
+                                       for b in range(0, 64, audio.FILTERBANK_GROUP_BANDS)]
+    if matrix is audio.mel_matrix:
+        assert (first, stop) == (5, 240)               # 125 Hz .. 7.5 kHz at 31.25 Hz a bin
+        assert sum(g[3] - g[2] for g in groups) < 300  # ~1/7 of the dense 64 x 235
