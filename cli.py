@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from tqdm import tqdm
 
 import config
 
@@ -181,6 +182,19 @@ def load_script(name):
         sys.modules[key] = module
         spec.loader.exec_module(module)
     return sys.modules[key]
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar on stderr: redrawn every 0.5 s on a terminal, every
+    config.PROGRESS_LOG_INTERVAL_S seconds when stderr goes to a file (a job's log keeps one
+    line per interval, not thousands of carriage-return updates). kwargs go to tqdm."""
+    try:
+        terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    kwargs.setdefault("mininterval", 0.5 if terminal else config.PROGRESS_LOG_INTERVAL_S)
+    kwargs.setdefault("dynamic_ncols", terminal)
+    return tqdm(iterable, file=sys.stderr, **kwargs)
 
 
 def repo_path(path):

@@ -53,6 +53,7 @@ WORKERS = 2                      # worker processes for steps 02-03 and frame de
 SHARD = "1/1"                    # K/N: this machine does the K-th of N deterministic parts
 STRICT = False                   # treat any skipped video (even "no audio stream") as an error
 PACKED = False                   # step 04 also writes one memory-mapped patch array per split
+PROGRESS_LOG_INTERVAL_S = 30.0   # progress bars redraw this seldom when stderr is a file
 
 # ---------------------------------------------------------------- audio classifier (train.py)
 RUN = "cnn_mel"                  # run name: runs/<DATASET>/<RUN>/ and npy_files/<DATASET>/<RUN>/

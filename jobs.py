@@ -15,14 +15,12 @@ are counted as they arrive, only the unusual ones are kept.
 """
 import multiprocessing
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
+import cli
 import datafiles
 
 STATUS_SUFFIX = ".status"
@@ -141,8 +139,7 @@ def run(stage, split, shard, items, work, workers, out_root, suffix, batch=1):
             todo.append((i, items[i]))
         else:
             summary.add(prev)
-    bar = tqdm(total=len(todo), desc=f"{stage} {split}", unit="file", file=sys.stderr,
-               disable=not todo, dynamic_ncols=True, mininterval=0.5)
+    bar = cli.progress(total=len(todo), desc=f"{stage} {split}", unit="file", disable=not todo)
     # small splits: smaller batches, so every worker gets several
     size = max(1, min(batch, len(todo) // (4 * max(1, workers))))
     tasks = [todo[i:i + size] for i in range(0, len(todo), size)] if batch > 1 else todo

@@ -39,7 +39,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import cli
 import datafiles
@@ -200,7 +199,7 @@ def predict(model, dataset, tracks, env, cfg, desc):
                         num_workers=cfg.loader_workers)
     model.eval()
     logits, embs, rows = [], [], []
-    for x, _, t in tqdm(loader, desc=desc, leave=False, disable=not env.main, file=sys.stderr):
+    for x, _, t in cli.progress(loader, desc=desc, leave=False, disable=not env.main):
         x = x.to(env.device, non_blocking=True)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -272,8 +271,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, env, cfg, epoch
     gen = torch.Generator().manual_seed(cfg.seed * 100_019 + epoch * 103 + env.rank)
     beta = np.random.default_rng([cfg.seed, epoch, env.rank])
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-               disable=not env.main, file=sys.stderr, dynamic_ncols=True)
+    bar = cli.progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                       disable=not env.main)
     for x, y, _ in bar:
         if cfg.time_shift_frames > 0:
             x = time_shift(x, cfg.time_shift_frames, gen)

@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 from scipy import fft, signal  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 import cli  # noqa: E402
 import datafiles  # noqa: E402
@@ -540,8 +539,7 @@ def main(argv=None):
 
     start = time.perf_counter()
     made = 0
-    bar = tqdm(total=len(jobs), desc="[00] videos", unit="file", file=sys.stderr,
-               dynamic_ncols=True, mininterval=0.5)
+    bar = cli.progress(total=len(jobs), desc="[00] videos", unit="file")
     if cfg.workers > 1:
         with multiprocessing.get_context("fork").Pool(cfg.workers) as pool:
             for _, what in pool.imap_unordered(make_video, jobs, chunksize=4):

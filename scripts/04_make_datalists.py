@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,8 +32,8 @@ def index_split(paths, split):
     label_of = dict(zip(video_ids, video_labels.tolist()))
     ids, labels, counts, missing = [], [], [], 0
     shape = dtype = None
-    for vid in tqdm(sorted(datafiles.read_ids(paths.stage_list(split, "audio"))),
-                    desc=f"04 index {split}", unit="track", file=sys.stderr, mininterval=0.5):
+    for vid in cli.progress(sorted(datafiles.read_ids(paths.stage_list(split, "audio"))),
+                            desc=f"04 index {split}", unit="track"):
         f = paths.feature_dir / (vid + ".npy")
         if not f.exists():
             missing += 1
@@ -62,7 +61,7 @@ def pack(paths, split, index):
 
     def write(tmp):
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=str(index["dtype"]), shape=shape)
-        for vid, a, b in zip(tqdm(index["ids"], desc=f"04 pack {split}", file=sys.stderr),
+        for vid, a, b in zip(cli.progress(index["ids"], desc=f"04 pack {split}", unit="track"),
                              index["offsets"][:-1], index["offsets"][1:]):
             out[a:b] = np.load(paths.feature_dir / (vid + ".npy"))
         out.flush()

@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 import cli  # noqa: E402
 import datafiles  # noqa: E402
@@ -76,8 +75,7 @@ def load_frames(cfg, paths, split, ids):
                    extensions=cfg.video_extensions)
     todo = [i for i in ids if not (frames_dir / (i + ".npy")).exists()]
     failed = {}
-    bar = tqdm(total=len(todo), desc=f"frames {split}", unit="file", file=sys.stderr,
-               disable=not todo, dynamic_ncols=True, mininterval=0.5)
+    bar = cli.progress(total=len(todo), desc=f"frames {split}", unit="file", disable=not todo)
     if cfg.workers > 1 and len(todo) > 1:
         with multiprocessing.get_context("fork").Pool(cfg.workers) as pool:
             for vid, _, reason in pool.imap_unordered(work, todo, chunksize=4):

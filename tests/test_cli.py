@@ -1,4 +1,6 @@
 """Overrides of config.py: precedence, unknown keys and wrong types are errors."""
+import sys
+
 import pytest
 
 import cli
@@ -60,3 +62,28 @@ def test_shard_parsing():
     for bad in ("0/1", "3/2", "a/b", "1"):
         with pytest.raises(ValueError):
             cli.parse_shard(bad)
+
+
+class _Stream:
+    def __init__(self, terminal):
+        self.terminal, self.text = terminal, []
+
+    def isatty(self):
+        return self.terminal
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("terminal, interval", [(True, 0.5),
+                                                (False, config.PROGRESS_LOG_INTERVAL_S)])
+def test_progress_redraws_seldom_into_files(monkeypatch, terminal, interval):
+    stream = _Stream(terminal)
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = cli.progress(range(3), desc="x")
+    assert bar.mininterval == interval
+    assert list(bar) == [0, 1, 2]
+    assert "x" in "".join(stream.text)          # the bar went to stderr
