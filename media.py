@@ -63,6 +63,19 @@ def audio_command(ffmpeg, path, sample_rate, out="pipe:1", fmt="s16le"):
     return [ffmpeg, *_input_args(path), *_audio_output_args(0, sample_rate, out, fmt)]
 
 
+def batch_audio_command(ffmpeg, paths, sample_rate, outs, fmt="s16le"):
+    """argv of ONE ffmpeg that decodes the first audio stream of each of `paths` to mono
+    PCM16 at `sample_rate`, input i to outs[i]."""
+    if len(paths) != len(outs):
+        raise ValueError(f"{len(paths)} inputs but {len(outs)} outputs")
+    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    for path in paths:
+        argv += ["-i", "file:" + str(Path(path).resolve())]
+    for i, out in enumerate(outs):
+        argv += _audio_output_args(i, sample_rate, out, fmt)
+    return argv
+
+
 def _reason(stderr):
     """One line that says why ffmpeg failed, from its stderr."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
@@ -126,12 +139,9 @@ def decode_audio_batch(paths, sample_rate=16000, ffmpeg="imageio", timeout_s=300
       included) or one decodes to nothing: the caller then decodes them one by one to learn
       which failed and why.
     """
-    argv = [ffmpeg_binary(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error"]
-    for path in paths:
-        argv += ["-i", "file:" + str(Path(path).resolve())]
     pipes = [os.pipe() for _ in paths]
-    for i, (_, w) in enumerate(pipes):
-        argv += _audio_output_args(i, sample_rate, f"pipe:{w}")
+    argv = batch_audio_command(ffmpeg_binary(ffmpeg), paths, sample_rate,
+                               [f"pipe:{w}" for _, w in pipes])
     chunks = [[] for _ in paths]
 
     def drain(i, fd):

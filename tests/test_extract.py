@@ -242,3 +242,11 @@ def test_decode_audio_batch_matches_single_decodes(bad_root):
         assert np.array_equal(samples, media.decode_audio(p, 16000)), p.name
     with pytest.raises(media.MediaError):
         media.decode_audio_batch(paths + [bad_root / "val" / "tone" / "no_audio.mp4"], 16000)
+    with pytest.raises(ValueError, match="2 inputs but 1 outputs"):
+        media.batch_audio_command("ffmpeg", paths[:2], 16000, ["a.wav"])
+    argv = media.batch_audio_command("ffmpeg", paths[:2], 16000, ["a", "b"], fmt="wav")
+    # inputs as absolute file: URLs, input i mapped to output i
+    assert argv.count("-i") == 2
+    assert argv[argv.index("-i") + 1] == "file:" + str(paths[0].resolve())
+    second = argv[argv.index("a") + 1:]
+    assert second[:2] == ["-map", "1:a:0"] and second[-1] == "b"
