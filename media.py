@@ -45,11 +45,17 @@ def ffmpeg_binary(setting="imageio"):
     return setting
 
 
-def _input_args(path):
+_QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
+
+
+def _input(path):
     # "file:" keeps names with ':' from being read as a protocol; the absolute path keeps
     # names starting with '-' from being read as options.
-    return ["-nostdin", "-hide_banner", "-loglevel", "error",
-            "-i", "file:" + str(Path(path).resolve())]
+    return ["-i", "file:" + str(Path(path).resolve())]
+
+
+def _input_args(path):
+    return [*_QUIET, *_input(path)]
 
 
 def _audio_output_args(input_index, sample_rate, out, fmt="s16le"):
@@ -68,9 +74,9 @@ def batch_audio_command(ffmpeg, paths, sample_rate, outs, fmt="s16le"):
     PCM16 at `sample_rate`, input i to outs[i]."""
     if len(paths) != len(outs):
         raise ValueError(f"{len(paths)} inputs but {len(outs)} outputs")
-    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    argv = [ffmpeg, *_QUIET]
     for path in paths:
-        argv += ["-i", "file:" + str(Path(path).resolve())]
+        argv += _input(path)
     for i, out in enumerate(outs):
         argv += _audio_output_args(i, sample_rate, out, fmt)
     return argv
