@@ -65,7 +65,7 @@ def test_log_mel_patches_match_vggish_reference(reference, name, x):
 @pytest.mark.skipif(not ESC10_AUDIO.is_dir(), reason="../shared/data/esc10 absent")
 def test_real_clips_match_vggish_reference(reference):
     soundfile = pytest.importorskip("soundfile")
-    for path in sorted(ESC10_AUDIO.glob("*.flac"))[::100]:         # 4 of the 400 clips
+    for path in sorted(ESC10_AUDIO.glob("*.flac")):                 # all 400 clips, ~5 s
         x, rate = soundfile.read(path, dtype="float32")
         assert rate == RATE
         ours, ref = audio.log_mel_patches(x, rate), reference(x)
