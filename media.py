@@ -66,7 +66,7 @@ def _audio_output_args(input_index, sample_rate, out, fmt="s16le"):
 
 def audio_command(ffmpeg, path, sample_rate, out="pipe:1", fmt="s16le"):
     """argv that decodes the first audio stream of `path` to mono PCM16 at `sample_rate`."""
-    return [ffmpeg, *_input_args(path), *_audio_output_args(0, sample_rate, out, fmt)]
+    return batch_audio_command(ffmpeg, [path], sample_rate, [out], fmt)
 
 
 def batch_audio_command(ffmpeg, paths, sample_rate, outs, fmt="s16le"):

@@ -15,7 +15,8 @@ times, each the median of --repeats runs:
   (d) step 02 with 1 worker on 1 core against --workers workers on as many cores (the
       processes confined with sched_setaffinity, ffmpeg's threads included), and 1 worker
       with every core (ffmpeg runs each input of a batch in its own threads, so one worker
-      already uses more than one core); the bare loop's own 1 -> 2 for reference;
+      already uses more than one core); bare ffmpeg running step 02's batches and the bare
+      loop, each on 1 and on N cores, for reference;
   (e) what the cores give when nothing else limits: a CPU-bound Python loop in 1 process
       against the same loop in each of --workers processes at once, measured between the
       runs of (d). Two vCPUs of a VM can be hyperthreads of one physical core; then (e) is
@@ -76,12 +77,23 @@ def _check_call(argv):
     subprocess.run(argv, check=True)
 
 
+@contextlib.contextmanager
+def on_cpus(cpus):
+    """Run the block (and every process it starts) on these CPUs only; None: leave as is."""
+    allowed = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
 def _bare(job):
     ffmpeg, videos, wavs = job
-    argv = (media.audio_command(ffmpeg, videos[0], config.SAMPLE_RATE_HZ, out=str(wavs[0]),
-                                fmt="wav") if len(videos) == 1 else
-            media.batch_audio_command(ffmpeg, videos, config.SAMPLE_RATE_HZ,
-                                      [str(w) for w in wavs], fmt="wav"))
+    # one file: exactly media.audio_command's argv (the same function builds both)
+    argv = media.batch_audio_command(ffmpeg, videos, config.SAMPLE_RATE_HZ,
+                                     [str(w) for w in wavs], fmt="wav")
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -92,16 +104,11 @@ def bare_loop(videos, out, ffmpeg, workers, batch=1, cpus=None):
     out.mkdir(parents=True)
     jobs = [(ffmpeg, videos[i:i + batch], [out / (v.stem + ".wav") for v in videos[i:i + batch]])
             for i in range(0, len(videos), batch)]
-    allowed = os.sched_getaffinity(0)
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-    try:
+    with on_cpus(cpus):
         t0 = time.perf_counter()
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             pool.map(_bare, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
         return time.perf_counter() - t0
-    finally:
-        os.sched_setaffinity(0, allowed)
 
 
 def step02(step, root, workers, batch, cpus=None):
@@ -111,16 +118,10 @@ def step02(step, root, workers, batch, cpus=None):
     argv = ["--dataset", "bench", "--video-root", str(root / "videos"), "--data-root",
             str(data), "--output-root", str(root), "--workers", str(workers), "--splits", "c",
             "--ffmpeg-batch-files", str(batch)]
-    allowed = os.sched_getaffinity(0)
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-    try:
+    with on_cpus(cpus), contextlib.redirect_stdout(io.StringIO()):
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = step.main(argv)
+        code = step.main(argv)
         seconds = time.perf_counter() - t0
-    finally:
-        os.sched_setaffinity(0, allowed)
     if code:
         sys.exit(f"step 02 failed (exit {code})")
     return seconds
