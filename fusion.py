@@ -1,8 +1,9 @@
-"""Late fusion of score sources: a searched weighted average and a small learned fusion layer.
+"""Late fusion of score sources by a searched weighted average (numpy only).
 
 Every function takes the sources as an ordered mapping ``{name: [n, n_classes]}`` whose rows
 are the SAME videos in the same order; rows are aligned by id before they get here
-(``align_rows``; steps 06 and 07), never by position.
+(``align_rows``; steps 06 and 07), never by position. The learned fusion layer lives in
+``learned_fusion`` (torch); this module does not import it.
 
 Normalisation (``normalize``), the same for every use of a source:
   ``probs``   rows must be non-negative and sum to 1 within PROBS_SUM_TOLERANCE; they are
@@ -13,10 +14,9 @@ Normalisation (``normalize``), the same for every use of a source:
               is returned so that callers report it (and ``--apply`` reuses it).
 The weighted average is taken over probabilities.
 
-Correctness of a row: top-k correct when fewer than k OTHER classes score at least as high as
-the true class. An exact tie counts against the row, so a constant source never looks
-accurate. Metrics (``metrics``) are percent: top-1, top-5, mean per-class top-1 (over the
-classes present), and n.
+Metrics (``metrics``) are percent: top-1, top-5, mean per-class top-1 (over the classes
+present), and n; correctness of a row follows the tie rule of the ``metrics`` module (an
+exact tie counts against the row).
 
 Weight search (``search_weights``, ``cross_fit``): a grid of weight vectors that sum to 1.
 Two sources: the first source's weight takes FUSION_GRID_STEPS values 0, 1/(steps-1), ..., 1
@@ -24,10 +24,9 @@ Two sources: the first source's weight takes FUSION_GRID_STEPS values 0, 1/(step
 {k / m : k integer, sum k = m} with the finest m <= steps-1 that gives at most
 MAX_SIMPLEX_POINTS points (3 sources: m = 30, 496 points). Cost: one pass of
 G x n x C x S multiply-adds and G x n x C comparisons (G grid points), in row chunks that fit
-the cache; ``scripts/bench_fusion.py`` measured 2.2 s for 30 000 rows x 600 classes x 101
-weights on 2 shared CPU cores (3.6 s for all of ``cross_fit``). Selection: highest top-1,
-ties broken by top-5, then by the smallest distance to equal weights, then by grid order
-(smaller weight on the first source).
+the cache (timings: ``scripts/bench_fusion.py``). Selection: highest top-1, ties broken by
+top-5, then by the smallest distance to equal weights, then by grid order (smaller weight on
+the first source).
 
 Honest numbers (``cross_fit``): rows are split into k folds (stratified by class, shuffled
 with a fixed seed: ``make_folds``); each fold's rows are fused with the weights chosen on the
@@ -35,15 +34,8 @@ other folds only, and the headline metrics are over all rows scored that way. Th
 chosen on all rows are reported too, labelled oracle (they have seen the labels they are
 scored on); they are the fair choice for ANOTHER split (``07_fuse.py --apply``).
 
-Learned fusion (``cross_fit_learned``): phase II of the two-phase paper on frozen inputs.
-Score sources enter as centred log-probabilities, embeddings ``[n, d]`` standardised on the
-training folds; fusion layer (elementwise, grouped or concat: see ``build_fusion_net``) ->
-dense layer -> softmax; Adam on cross-entropy (soft targets accepted by ``train_learned``),
-LEARNED_STEPS steps of LEARNED_BATCH_ROWS rows (full batch when fewer), with an L2 pull
-towards the initial weights. Each fold is predicted by a model trained on the other folds
-(seed + fold), the same folds as ``cross_fit``. Above FULL_DENSE_MAX_CLASSES classes the dense
-layer keeps only same-class weights (a full C x C layer is slow on a CPU and overfits).
-Measured: 5-7 s per variant (5 fits) at 30 000 rows x 600 classes, ~1 s at 300 x 10.
+Significance (``paired_bootstrap``): a percentile interval of the accuracy difference of two
+systems on the same rows.
 """
 import itertools
 import math
@@ -52,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import config
-import metrics as metrics_module  # one softmax for the project (float64 inside)
+import metrics as metrics_module  # one softmax and one tie rule for the project
 
 KINDS = ("auto", "probs", "logits")
 PROBS_SUM_TOLERANCE = 1e-3       # |row sum - 1| allowed for a probability row
@@ -125,66 +117,24 @@ def normalize(scores, kind="auto", name="scores"):
 
 # ---------------------------------------------------------------- metrics
 
-def _check_labels(labels, n, n_classes):
-    labels = np.asarray(labels)
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels: expected int [{n}], got {labels.dtype} {labels.shape}")
-    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
-    if len(bad):
-        raise ValueError(f"labels: row {bad[0]} has label {labels[bad[0]]}, outside "
-                         f"0..{n_classes - 1} ({len(bad)} such rows)")
-    return labels.astype(np.int64)
-
-
-def _chunk_rows(n_classes):
-    return max(1, CHUNK_ELEMENTS // max(1, n_classes))
-
-
-def _rank_into(fused, labels, mask):
-    """Classes other than the true one scoring >= the true class, per row. [m, C] -> [m]."""
-    true = fused[np.arange(len(labels)), labels]
-    np.greater_equal(fused, true[:, None], out=mask)
-    return np.count_nonzero(mask, axis=1) - 1
-
-
-def true_class_rank(scores, labels):
-    """0 when the true class strictly beats every other class; see the module docstring.
+def metrics(scores, labels):
+    """Top-1 and top-5 accuracy, mean per-class accuracy (percent) and n of one score matrix.
 
     Args:
       scores: [n, C]; labels: int [n] in 0..C-1.
     Returns:
-      int64 [n]: the number of other classes scoring at least as high as the true class.
+      {"top1", "top5", "mean_class_acc": float percent (NaN when n == 0), "n": int}.
     """
     scores = np.asarray(scores)
-    labels = _check_labels(labels, len(scores), scores.shape[1])
-    step = _chunk_rows(scores.shape[1])
-    out = np.empty(len(scores), dtype=np.int64)
-    for a in range(0, len(scores), step):
-        chunk = scores[a:a + step]
-        out[a:a + step] = _rank_into(chunk, labels[a:a + step],
-                                     np.empty(chunk.shape, dtype=bool))
-    return out
-
-
-def metrics_from_rank(rank, labels, n_classes):
-    """{top1, top5, mean_class_acc} in percent and n, from true-class ranks."""
-    labels = np.asarray(labels)
-    n = len(rank)
-    if n == 0:
+    rank = metrics_module.true_class_rank(scores, labels)
+    if len(rank) == 0:
         return {"top1": float("nan"), "top5": float("nan"), "mean_class_acc": float("nan"),
                 "n": 0}
-    correct = rank < 1
-    per_class = per_class_accuracy(correct, labels, n_classes)
-    return {"top1": 100.0 * float(correct.mean()),
-            "top5": 100.0 * float((rank < TOP_K).mean()),
+    per_class = per_class_accuracy(rank < 1, labels, scores.shape[1])
+    return {"top1": metrics_module.topk_from_rank(rank, 1),
+            "top5": metrics_module.topk_from_rank(rank, TOP_K),
             "mean_class_acc": 100.0 * float(np.nanmean(per_class)),
-            "n": int(n)}
-
-
-def metrics(scores, labels):
-    """Top-1 and top-5 accuracy, mean per-class accuracy (percent) and n of one score matrix."""
-    scores = np.asarray(scores)
-    return metrics_from_rank(true_class_rank(scores, labels), labels, scores.shape[1])
+            "n": int(len(rank))}
 
 
 def per_class_accuracy(correct, labels, n_classes):
@@ -276,7 +226,8 @@ def grid_counts(sources, labels, units, m, groups=None, n_groups=1):
     """Top-1 and top-5 hit counts of every grid weight vector, per group of rows.
 
     One pass over the rows in cache-sized chunks; each chunk is fused with every weight
-    vector by ``_combine`` (so a count equals what ``fuse`` + ``metrics`` would give).
+    vector by ``_combine`` (the formula of ``fuse``) and ranked by
+    ``metrics.true_class_rank``, so a count equals what ``fuse`` + ``metrics`` would give.
 
     Args:
       sources: {name: float [n, C]} normalised; labels: int [n].
@@ -287,20 +238,21 @@ def grid_counts(sources, labels, units, m, groups=None, n_groups=1):
     """
     names, arrays = _as_list(sources)
     n, n_classes = arrays[0].shape
-    labels = _check_labels(labels, n, n_classes)
+    labels = metrics_module.check_labels(labels, n, n_classes)
     groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups, np.int64)
     weights = (units / m).astype(np.float32)
     top1 = np.zeros((n_groups, len(units)), dtype=np.int64)
     top5 = np.zeros_like(top1)
-    step = _chunk_rows(n_classes)
+    step = max(1, CHUNK_ELEMENTS // n_classes)
     out = np.empty((min(step, n), n_classes), dtype=np.float32)
-    tmp, mask = np.empty_like(out), np.empty(out.shape, dtype=bool)
+    tmp = np.empty_like(out)
     for a in range(0, n, step):
         chunks = [x[a:a + step] for x in arrays]
         rows = len(chunks[0])
         y, g = labels[a:a + step], groups[a:a + step]
         for j, w in enumerate(weights):
-            rank = _rank_into(_combine(chunks, w, out[:rows], tmp[:rows]), y, mask[:rows])
+            fused = _combine(chunks, w, out[:rows], tmp[:rows])
+            rank = metrics_module.true_class_rank(fused, y)
             top1[:, j] += np.bincount(g, weights=rank < 1, minlength=n_groups).astype(np.int64)
             top5[:, j] += np.bincount(g, weights=rank < TOP_K,
                                       minlength=n_groups).astype(np.int64)
@@ -402,7 +354,7 @@ def cross_fit(sources, labels, n_folds=config.FUSION_FOLDS, steps=config.FUSION_
     """
     names, arrays = _as_list(sources)
     n, n_classes = arrays[0].shape
-    labels = _check_labels(labels, n, n_classes)
+    labels = metrics_module.check_labels(labels, n, n_classes)
     folds = make_folds(labels, n_folds, seed) if folds is None else np.asarray(folds, np.int64)
     k = int(folds.max()) + 1
     if folds.shape != (n,) or folds.min() < 0 or len(np.unique(folds)) != k or k < 2:
@@ -457,254 +409,3 @@ def paired_bootstrap(correct, baseline_correct, n_samples=config.BOOTSTRAP_SAMPL
     lo, hi = np.percentile(diffs, [tail, 100 - tail])
     return {"diff": 100.0 * (plus - minus) / n, "ci95": [float(lo), float(hi)],
             "n_samples": int(n_samples), "seed": int(seed), "level": float(level)}
-
-
-# ---------------------------------------------------------------- learned fusion (phase II)
-
-LEARNED_VARIANTS = ("elementwise", "grouped", "concat")
-AUDIO_PREFIX = "audio"           # sources whose name starts with this form the audio group
-LEARNED_STEPS = 100              # Adam steps per fit (per fold)
-LEARNED_BATCH_ROWS = 512         # rows per step; all rows (full batch) when fewer
-LEARNED_LR = 0.03
-LEARNED_L2 = 1e-2                # x squared distance of the parameters from their init
-FULL_DENSE_MAX_CLASSES = 64      # above: the dense layer keeps only same-class weights
-LOG_FLOOR = 1e-6                 # probabilities are clipped here before the log
-
-
-def source_groups(names, groups=None):
-    """"audio" or "visual" for each source name.
-
-    Default: a name starting with AUDIO_PREFIX ("audio", "audio_mel", ...) is audio, any
-    other name is visual. ``groups`` ({name: "audio" | "visual"}) overrides per name.
-    """
-    groups = groups or {}
-    out = []
-    for k in names:
-        g = groups.get(k, "audio" if k.startswith(AUDIO_PREFIX) else "visual")
-        if g not in ("audio", "visual"):
-            raise ValueError(f"source {k!r}: group must be 'audio' or 'visual', got {g!r}")
-        out.append(g)
-    return out
-
-
-def score_features(probs):
-    """Input of the learned fusion for a score source: centred log-probabilities.
-
-    log p minus its row mean: logits up to the softmax-invariant offset, so a dense layer
-    initialised to the identity starts from the product of the sources' probabilities.
-    """
-    x = np.log(np.maximum(np.asarray(probs, dtype=np.float32), LOG_FLOOR))
-    return x - x.mean(axis=1, keepdims=True)
-
-
-def _torch():
-    import torch  # imported here: the weighted-average fusion does not need it
-    return torch
-
-
-def build_fusion_net(n_sources, dim, n_classes, variant, groups, dense="auto"):
-    """The learned fusion model (``FusionNet`` below; defined here so that torch is only
-    imported when a learned fusion is asked for).
-
-    Args:
-      n_sources, dim: inputs are [n_sources, batch, dim]. n_classes: outputs.
-      variant: one of LEARNED_VARIANTS. groups: "audio" / "visual" per source.
-      dense: "full", "diagonal" or "auto" (full up to FULL_DENSE_MAX_CLASSES classes or when
-        dim != n_classes, else diagonal).
-    """
-    torch = _torch()
-    nn = torch.nn
-    if variant not in LEARNED_VARIANTS:
-        raise ValueError(f"unknown learned fusion {variant!r}; choose from {LEARNED_VARIANTS}")
-    if variant != "elementwise" and set(groups) != {"audio", "visual"}:
-        raise ValueError(f"fusion {variant!r} needs at least one audio and one visual source, "
-                         f"got groups {groups}")
-    if dense == "auto":
-        dense = ("full" if n_classes <= FULL_DENSE_MAX_CLASSES or dim != n_classes
-                 else "diagonal")
-    if dense == "diagonal" and dim != n_classes:
-        raise ValueError(f"a diagonal dense layer needs inputs of n_classes={n_classes} "
-                         f"dims (scores), got {dim}")
-    blocks = 2 if variant == "concat" else 1
-
-    class FusionNet(nn.Module):
-        """Fusion layer -> dense layer; forward returns {"logits", "embedding"}.
-
-        Input x: float [S, batch, d] (S sources, same d). Fusion layers:
-          elementwise  z = sum_s w_s * x_s + b           w_s, b in R^d (init 1/S, 0)
-          grouped      z_g = sum_{s in g} a_s x_s        a_s scalar (init 1/|g|), g = audio,
-                       z = u_A * z_A + u_V * z_V + b     visual; u_g, b in R^d (init 1/2, 0)
-          concat       z = [z_A ; z_V] + b               b in R^2d
-        (with one source per group, grouped is elementwise reparametrised.)
-        Dense: full Linear(blocks*d, C), initialised to [I/blocks ...] when d == C, else
-        "diagonal": only the weights from input class c to output class c of each block.
-        """
-
-        def __init__(self):
-            super().__init__()
-            self.variant, self.dense_kind = variant, dense
-            self.register_buffer("is_audio", torch.tensor([g == "audio" for g in groups]))
-            if variant == "elementwise":
-                self.w = nn.Parameter(torch.full((n_sources, dim), 1.0 / n_sources))
-            else:
-                size = torch.where(self.is_audio, self.is_audio.sum(), (~self.is_audio).sum())
-                self.a = nn.Parameter(1.0 / size.float())
-            if variant == "grouped":
-                self.u = nn.Parameter(torch.full((2, dim), 0.5))
-            self.b = nn.Parameter(torch.zeros(blocks * dim))
-            if dense == "full":
-                self.dense = nn.Linear(blocks * dim, n_classes)
-                if dim == n_classes:
-                    with torch.no_grad():
-                        self.dense.weight.copy_(torch.eye(n_classes).repeat(1, blocks) / blocks)
-                        self.dense.bias.zero_()
-            else:
-                self.dense_w = nn.Parameter(torch.full((blocks, n_classes), 1.0 / blocks))
-                self.dense_b = nn.Parameter(torch.zeros(n_classes))
-
-        def fusion(self, x):
-            if self.variant == "elementwise":
-                return (self.w[:, None, :] * x).sum(0) + self.b
-            ax = self.a[:, None, None] * x
-            z_audio = ax[self.is_audio].sum(0)
-            z_visual = ax[~self.is_audio].sum(0)
-            if self.variant == "grouped":
-                return self.u[0] * z_audio + self.u[1] * z_visual + self.b
-            return torch.cat([z_audio, z_visual], dim=1) + self.b
-
-        def forward(self, x):
-            z = self.fusion(x)                                   # [batch, blocks * d]
-            if self.dense_kind == "full":
-                logits = self.dense(z)
-            else:
-                zb = z.view(len(z), blocks, -1)                  # [batch, blocks, C]
-                logits = (zb * self.dense_w).sum(1) + self.dense_b
-            return {"logits": logits, "embedding": z}
-
-    return FusionNet()
-
-
-class _single_thread:
-    """Run torch on one thread inside the block: these models are tiny, and OpenMP threads
-    spinning against other processes on a shared CPU made steps ~10x slower (measured)."""
-
-    def __enter__(self):
-        self.torch = _torch()
-        self.saved = self.torch.get_num_threads()
-        self.torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        self.torch.set_num_threads(self.saved)
-
-
-def train_learned(x, labels, variant, groups, n_classes, seed=config.SEED,
-                  steps=LEARNED_STEPS, lr=LEARNED_LR, dense="auto", l2=LEARNED_L2):
-    """Fit a FusionNet with Adam and cross-entropy, ``steps`` updates.
-
-    Batches: all rows when n <= LEARNED_BATCH_ROWS (full batch), else LEARNED_BATCH_ROWS
-    rows drawn without replacement from a seeded shuffle, reshuffled each epoch; so the
-    cost is fixed (steps x batch rows x S x d) whatever n is.
-
-    Args:
-      x: float32 [S, n, d] inputs (``score_features`` or standardised embeddings).
-      labels: int [n] class per row, or float [n, C] soft targets (cross-entropy with soft
-        targets, i.e. KL divergence up to a constant).
-    Returns:
-      (model in eval mode, mean training loss of the last epoch's worth of steps).
-    """
-    torch = _torch()
-    with _single_thread():
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        model = build_fusion_net(x.shape[0], x.shape[2], n_classes, variant, groups, dense)
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        yt = torch.from_numpy(np.asarray(labels))
-        yt = yt.float() if yt.is_floating_point() else yt.long()
-        n = xt.shape[1]
-        batch = min(n, LEARNED_BATCH_ROWS)
-        per_epoch = max(1, n // batch)
-        params = list(model.parameters())
-        init = [p.detach().clone() for p in params]
-        opt = torch.optim.Adam(params, lr=lr)
-        losses, order = [], None
-        for step in range(steps):
-            if batch == n:
-                xb, yb = xt, yt
-            else:
-                if step % per_epoch == 0:
-                    order = torch.from_numpy(rng.permutation(n))
-                idx = order[(step % per_epoch) * batch:(step % per_epoch + 1) * batch]
-                xb, yb = xt[:, idx], yt[idx]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(xb)["logits"], yb)
-            if l2:
-                loss = loss + l2 * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, init))
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-    tail = losses[-per_epoch:] or [float("nan")]
-    return model.eval(), float(np.mean(tail))
-
-
-def predict_learned(model, x):
-    """Class probabilities float32 [n, C] for inputs [S, n, d] (in row chunks)."""
-    torch = _torch()
-    out = []
-    with _single_thread(), torch.no_grad():
-        for a in range(0, x.shape[1], LEARNED_BATCH_ROWS * 8):
-            xb = torch.from_numpy(np.ascontiguousarray(x[:, a:a + LEARNED_BATCH_ROWS * 8],
-                                                       dtype=np.float32))
-            out.append(torch.softmax(model(xb)["logits"], dim=1).numpy())
-    return np.concatenate(out)
-
-
-def cross_fit_learned(inputs, labels, variant, folds, kinds=None, groups=None,
-                      n_classes=None, seed=config.SEED, steps=LEARNED_STEPS, lr=LEARNED_LR,
-                      dense="auto", l2=LEARNED_L2):
-    """Learned fusion scored like ``cross_fit``: each fold predicted by a model trained on
-    the other folds (seed + fold), so held-out rows never train their own model.
-
-    Args:
-      inputs: {name: float [n, d]}, aligned rows. kinds: {name: "scores" | "embedding"}
-        (default "scores": normalised probabilities, fed as ``score_features``; embeddings
-        are standardised with the training folds' mean and std).
-      labels: int [n]. folds: int [n] (``CrossFit.folds``, so both fusions share folds).
-      groups: see ``source_groups``.
-    Returns:
-      {"probs": float32 [n, C], "metrics": ..., "fold_losses": [k], "dense": kind used}.
-    """
-    names = list(inputs)
-    kinds = {k: (kinds or {}).get(k, "scores") for k in names}
-    arrays = [np.asarray(inputs[k], dtype=np.float32) for k in names]
-    n = len(arrays[0])
-    if n_classes is None:
-        if any(v != "scores" for v in kinds.values()):
-            raise ValueError("n_classes is needed when some inputs are embeddings")
-        n_classes = arrays[0].shape[1]
-    dims = {a.shape[1] for a in arrays}
-    if len(dims) != 1 or any(len(a) != n for a in arrays):
-        raise ValueError(f"learned fusion needs [n, d] inputs of one shape, got "
-                         f"{[a.shape for a in arrays]}")
-    labels = _check_labels(labels, n, n_classes)
-    folds = np.asarray(folds, dtype=np.int64)
-    group_of = source_groups(names, groups)
-    feats = np.stack([score_features(a) if kinds[k] == "scores" else a
-                      for k, a in zip(names, arrays)])                # [S, n, d]
-    probs = np.empty((n, n_classes), dtype=np.float32)
-    losses, dense_used = [], None
-    for f in range(int(folds.max()) + 1):
-        train, test = folds != f, folds == f
-        x = feats.copy()
-        for s, k in enumerate(names):
-            if kinds[k] == "embedding":
-                mu = x[s, train].mean(axis=0)
-                sd = x[s, train].std(axis=0) + 1e-6
-                x[s] = (x[s] - mu) / sd
-        model, loss = train_learned(x[:, train], labels[train], variant, group_of, n_classes,
-                                    seed=seed + f, steps=steps, lr=lr, dense=dense, l2=l2)
-        probs[test] = predict_learned(model, x[:, test])
-        losses.append(loss)
-        dense_used = model.dense_kind
-    return {"probs": probs, "metrics": metrics(probs, labels), "fold_losses": losses,
-            "dense": dense_used}
-

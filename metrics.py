@@ -1,7 +1,13 @@
-"""Scores and accuracies shared by training, step 05 and the benchmarks.
+"""Scores and accuracies shared by training, step 05, fusion and the benchmarks.
 
 Track scores are the mean of a track's patch softmax probabilities (the upstream recipe);
 accuracies are in percent over rows with a label >= 0.
+
+The tie rule, the one used for every accuracy in the project: a row is top-k correct when
+fewer than k OTHER classes score at least as high as its true class, i.e. when its
+``true_class_rank`` is < k. An exact tie counts against the row, so a constant score row is
+never correct (for k < n_classes) and a class tied with one other is wrong at top-1 and
+right at top-2, whatever the order of the classes.
 """
 import numpy as np
 
@@ -38,13 +44,62 @@ def track_scores(patch_logits, patch_track, n_tracks):
     return track_mean(softmax(patch_logits), patch_track, n_tracks)
 
 
+def check_labels(labels, n, n_classes):
+    """Class labels of n rows, validated.
+
+    Args:
+      labels: int [n], each in 0..n_classes-1.
+    Returns:
+      int64 [n]; a wrong shape or dtype, or a label outside the classes, is a ValueError
+      naming the first bad row.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels: expected int [{n}], got {labels.dtype} {labels.shape}")
+    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+    if len(bad):
+        raise ValueError(f"labels: row {bad[0]} has label {labels[bad[0]]}, outside "
+                         f"0..{n_classes - 1} ({len(bad)} such rows)")
+    return labels.astype(np.int64)
+
+
+def true_class_rank(scores, labels):
+    """Rank of the true class of each row under the tie rule of the module docstring.
+
+    Args:
+      scores: [n, C]; labels: int [n] in 0..C-1.
+    Returns:
+      int64 [n]: the number of OTHER classes scoring at least as high as the true class
+      (0 when the true class strictly beats every other class, C-1 for a constant row).
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores: expected [n, n_classes], got shape {scores.shape}")
+    labels = check_labels(labels, len(scores), scores.shape[1])
+    true = scores[np.arange(len(scores)), labels]
+    return np.count_nonzero(scores >= true[:, None], axis=1) - 1
+
+
+def topk_from_rank(rank, k):
+    """Percent of rows with ``true_class_rank`` < k; NaN for no rows."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    rank = np.asarray(rank)
+    return float("nan") if rank.size == 0 else 100.0 * float(np.mean(rank < k))
+
+
 def topk_accuracy(scores, labels, k=1):
-    """Percent of labelled rows (label >= 0) whose label is among the k highest scores."""
+    """Percent of labelled rows that are top-k correct (the tie rule of the module docstring).
+
+    Args:
+      scores: [n, C]; labels: int [n], a label < 0 marks an unlabelled row (ignored).
+      k: >= 1; k >= C counts every labelled row correct.
+    Returns:
+      float percent over the rows with a label >= 0; NaN when there is none.
+    """
     scores, labels = np.asarray(scores), np.asarray(labels)
+    if labels.shape != scores.shape[:1]:
+        raise ValueError(f"labels: expected [{len(scores)}] for scores {scores.shape}, "
+                         f"got {labels.shape}")
     keep = labels >= 0
-    if not np.any(keep):
-        return float("nan")
-    s, y = scores[keep], labels[keep]
-    k = min(k, s.shape[1])
-    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    return float(100.0 * np.mean(np.any(top == y[:, None], axis=1)))
+    return topk_from_rank(true_class_rank(scores[keep], labels[keep]), k)

@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cli  # noqa: E402
 import datafiles  # noqa: E402
 import fusion  # noqa: E402
+import learned_fusion  # noqa: E402
+import metrics  # noqa: E402
 
 RESERVED_NAMES = {"fused", "oracle", "gain", "learned", "n", "settings", "sources", "versions",
                   "git_commit", "git_dirty", "n_classes", "best_single"}
@@ -235,14 +237,14 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
     cf = fusion.cross_fit(probs, labels, n_folds=cfg.fusion_folds,
                           steps=cfg.fusion_grid_steps, seed=cfg.seed)
     best = fusion.best_source(single)
-    fused_correct = fusion.true_class_rank(cf.probs, labels) < 1
-    best_correct = fusion.true_class_rank(probs[best], labels) < 1
+    fused_correct = metrics.true_class_rank(cf.probs, labels) < 1
+    best_correct = metrics.true_class_rank(probs[best], labels) < 1
     boot = fusion.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
 
     learned = {}
     for variant in variants:
         try:
-            r = fusion.cross_fit_learned(probs, labels, variant, cf.folds, seed=cfg.seed)
+            r = learned_fusion.cross_fit_learned(probs, labels, variant, cf.folds, seed=cfg.seed)
         except ValueError as e:  # e.g. grouped fusion without an audio and a visual source
             learned[variant] = {"skipped": str(e)}
             continue
@@ -264,10 +266,10 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
     settings = {"fusion_folds": cfg.fusion_folds, "fusion_grid_steps": cfg.fusion_grid_steps,
                 "grid_points": len(cf.grid), "seed": cfg.seed,
                 "bootstrap_samples": cfg.bootstrap_samples,
-                "learned_steps": fusion.LEARNED_STEPS, "learned_lr": fusion.LEARNED_LR,
-                "learned_l2": fusion.LEARNED_L2,
-                "learned_batch_rows": fusion.LEARNED_BATCH_ROWS,
-                "groups": dict(zip(names, fusion.source_groups(names)))}
+                "learned_steps": learned_fusion.LEARNED_STEPS,
+                "learned_lr": learned_fusion.LEARNED_LR, "learned_l2": learned_fusion.LEARNED_L2,
+                "learned_batch_rows": learned_fusion.LEARNED_BATCH_ROWS,
+                "groups": dict(zip(names, learned_fusion.source_groups(names)))}
     info = datafiles.provenance()
     report = {
         "n": int(len(ids)), "n_classes": n_classes, "classes": str(cfg.classes_path),
@@ -368,9 +370,10 @@ def main(argv=None):
     parser.add_argument("--split", default=None,
                         help="split of the default paths and of --apply's outputs "
                              "(default: EVAL_SPLIT)")
-    parser.add_argument("--learned-variants", nargs="*", default=list(fusion.LEARNED_VARIANTS),
-                        choices=fusion.LEARNED_VARIANTS, metavar="VARIANT",
-                        help=f"learned fusions to cross-fit, of {fusion.LEARNED_VARIANTS} "
+    variants = learned_fusion.LEARNED_VARIANTS
+    parser.add_argument("--learned-variants", nargs="*", default=list(variants),
+                        choices=variants, metavar="VARIANT",
+                        help=f"learned fusions to cross-fit, of {variants} "
                              f"(default all; the flag alone runs none)")
     parser.add_argument("--apply", type=Path, default=None, metavar="WEIGHTS.json",
                         help="fuse with weights chosen earlier; no labels needed")

@@ -5,7 +5,8 @@ Writes nothing; prints the seconds taken by
   - the grid search: every weight of the FUSION_GRID_STEPS grid scored on all rows
     (fusion.grid_counts, the cost that grows with rows x classes x weights),
   - the full cross-fitting (fusion.cross_fit: the same grid pass, per-fold choices, fusing
-    and metrics), and optionally each learned fusion variant (--learned).
+    and metrics), and optionally each learned fusion variant (--learned:
+    learned_fusion.cross_fit_learned).
 """
 import argparse
 import sys
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cli  # noqa: E402
 import fusion  # noqa: E402
+import learned_fusion  # noqa: E402
 import metrics  # noqa: E402
 
 
@@ -53,9 +55,9 @@ def main(argv=None):
           f"cross-fitted top-1 {cf.metrics['top1']:.2f} %")
     times = {"search_s": search_s, "cross_fit_s": cross_fit_s}
     if cfg.learned:
-        for variant in fusion.LEARNED_VARIANTS:
+        for variant in learned_fusion.LEARNED_VARIANTS:
             t = time.perf_counter()
-            r = fusion.cross_fit_learned(sources, labels, variant, cf.folds, seed=cfg.seed)
+            r = learned_fusion.cross_fit_learned(sources, labels, variant, cf.folds, seed=cfg.seed)
             times[variant + "_s"] = time.perf_counter() - t
             print(f"learned {variant} ({r['dense']} dense, {cfg.fusion_folds} fits): "
                   f"{times[variant + '_s']:.2f} s; top-1 {r['metrics']['top1']:.2f} %")
