@@ -1,6 +1,7 @@
 """Patch-level datasets over the audio images of a split (written by steps 03-04).
 
-Each patch (0.96 s, ``[C, 64, 96]``) is one sample and inherits its track's label. Patches are
+Each patch (``[C, bands, frames]``; vggish: 0.96 s, ``[1, 64, 96]``) is one sample and
+inherits its track's label. Patches are
 read from memory-mapped arrays: either the per-track ``<feature>/<id>.npy`` files (opened
 lazily, a bounded number kept open per worker) or, if step 04 ran with ``--packed``, the one
 ``<feature>_<split>_patches.npy`` of the split. Never one file per patch.
@@ -9,6 +10,7 @@ Shuffling is the sampler's job (``torch.utils.data.RandomSampler`` with a seeded
 or ``DistributedSampler`` under DDP); this module adds nothing random, so a run is
 reproducible from its seeds.
 """
+import json
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,18 +18,26 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+import audio
+
 
 class Datalist:
-    """The index of one split: ids, labels, patch counts and offsets (see step 04)."""
+    """The index of one split: ids, labels, patch counts and offsets, and the front end
+    that made its features (see step 04)."""
 
     def __init__(self, path):
         self.path = Path(path)
         with np.load(self.path, allow_pickle=False) as d:
+            if "front_end" not in d:
+                raise ValueError(f"{self.path} records no front end (made by an older step "
+                                 "04): rerun step 04")
             self.ids = d["ids"].tolist()
             self.labels = d["labels"].astype(np.int64)
             self.n_patches = d["n_patches"].astype(np.int64)
             self.offsets = d["offsets"].astype(np.int64)
             self.patch_shape = tuple(int(x) for x in d["patch_shape"])
+            self.front_end = audio.FrontEnd.from_dict(json.loads(str(d["front_end"])),
+                                                      where=str(self.path))
         if not (len(self.ids) == len(self.labels) == len(self.n_patches) == len(self.offsets) - 1):
             raise ValueError(f"{self.path}: ids, labels, n_patches and offsets disagree in length")
 
@@ -40,7 +50,7 @@ class Datalist:
 
 
 class PatchDataset(Dataset):
-    """Patches of a subset of tracks: item -> (patch float32 [C, 64, 96], label, track row).
+    """Patches of a subset of tracks: item -> (patch float32 [C, bands, frames], label, row).
 
     Args:
       datalist: Datalist of the split.
@@ -97,7 +107,7 @@ class PatchDataset(Dataset):
         t = int(self.track_of[i])
         patch = np.asarray(self._track(t)[int(self.within[i])], dtype=np.float32)
         if patch.ndim == 2:
-            patch = patch[None]  # [1, 64, 96]
+            patch = patch[None]  # [1, bands, frames]
         return torch.from_numpy(patch), int(self.datalist.labels[t]), t
 
     def __getstate__(self):  # memory maps are reopened in each worker process

@@ -39,10 +39,10 @@ demo: venv
 	step $(PY) scripts/train_demo_video_model.py --dataset $(DATASET); \
 	step $(PY) scripts/06_match_video_to_audio.py --dataset $(DATASET) \
 	  --video-scores $(VIDEO)/$(VIDEO_NAME)_$(SPLIT)_scores.npy \
-	  --audio-ids $(NPY)/$(SPLIT)_audio_ids.txt \
+	  --audio-ids $(NPY)/$(SPLIT)_ids.txt \
 	  --out $(VIDEO)/$(VIDEO_NAME)_$(SPLIT)_matched.npy; \
 	step $(PY) scripts/07_fuse.py --dataset $(DATASET) \
-	  --scores audio=$(NPY)/$(SPLIT)_audio_scores.npy video=$(VIDEO)/$(VIDEO_NAME)_$(SPLIT)_matched.npy; \
+	  --scores audio=$(NPY)/$(SPLIT)_scores.npy video=$(VIDEO)/$(VIDEO_NAME)_$(SPLIT)_matched.npy; \
 	echo "make demo: $$(( $$(date +%s) - start )) s"
 
 test: venv

@@ -1,60 +1,45 @@
-"""Audio front ends: a waveform -> "audio images" ``[n_patches, 64 bands, 96 frames]``.
+"""Audio front ends: a waveform -> "audio images" ``[n_patches, (channels,) bands, frames]``.
 
-Three front ends share one geometry (16 kHz mono, frames of 25 ms every 10 ms, 64 bands,
-log compression ``log(x + LOG_OFFSET)``, patches of 96 frames = 0.96 s, an incomplete last
-patch dropped), so their frame counts agree for the same input and their patches line up:
+Every parameter that decides what the images hold is one frozen ``FrontEnd``, built from a
+named preset (``PRESETS``) plus any keys set away from it (``front_end``); the functions
+below take their parameters explicitly and bind nothing from ``config.py``. The one preset
+today, ``vggish`` (the default), is VGGish's input: 16 kHz mono, 25 ms periodic-Hann frames
+every 10 ms, 512-point FFT magnitudes, 64 HTK mel bands from 125 to 7500 Hz,
+``log(mel + 0.01)``, patches of 96 frames (0.96 s) every 96 frames, an incomplete last patch
+dropped. A preset fixes the sample rate, the channel policy and the patch length as well as
+the analysis, so step 02 (which writes the wavs) and step 03 (which analyses them) agree.
+
+Three filterbanks share a front end's frame geometry, so their frame counts agree:
 
 * ``mel``  VGGish's log-mel spectrogram, equal to the reference ``waveform_to_examples``
-           (tensorflow/models research/audioset/vggish) to within 1e-4 for 16 kHz input,
-           transposed to ``[n, 64 mel bands, 96 frames]``;
-* ``gam``  a "gammatonegram": 64 ERB-spaced 4th-order gammatone magnitude responses used as
+           (tensorflow/models research/audioset/vggish) to within 1e-4 under the vggish
+           preset, transposed to ``[n, bands, frames]``;
+* ``gam``  a "gammatonegram": ERB-spaced 4th-order gammatone magnitude responses used as
            weights over the same STFT magnitudes;
-* ``cqt``  a constant-Q filterbank: 64 bands, 8 per octave from 27.5 Hz, each a band-pass
-           filter applied to the whole track in the frequency domain.
+* ``cqt``  a constant-Q filterbank (bins per octave from a lowest centre), each band a
+           band-pass filter applied to the whole track in the frequency domain.
 
-The chain is ``to_mono -> resample -> log_{mel,gammatone,cqt}_spectrogram [n_frames, 64]
--> (add_deltas [n_frames, 3, 64]) -> spectrogram_to_patches [n, (3,) 64, 96]``;
-``features(waveform, rate, feature, deltas)`` runs it for a named front end (step 03).
-Everything here is numpy/scipy.
+The chain is ``select_channels -> resample -> log_spectrogram [n_frames, bands] ->
+(add_deltas [n_frames, 3, bands]) -> spectrogram_to_patches``; ``features(waveform, rate,
+fe)`` runs it, per channel when the policy keeps stereo. Everything here is numpy/scipy.
 """
+import dataclasses
 import functools
+import hashlib
+import json
 import math
 import numbers
 
 import numpy as np
 import scipy.fft
 
-import config
-
-# ---------------------------------------------------------------- derived constants
-SAMPLE_RATE_HZ = config.SAMPLE_RATE_HZ
-WINDOW_SAMPLES = round(SAMPLE_RATE_HZ * config.STFT_WINDOW_SECONDS)    # 400
-HOP_SAMPLES = round(SAMPLE_RATE_HZ * config.STFT_HOP_SECONDS)          # 160
-assert math.isclose(WINDOW_SAMPLES, SAMPLE_RATE_HZ * config.STFT_WINDOW_SECONDS), \
-    "STFT_WINDOW_SECONDS must be a whole number of samples"
-assert math.isclose(HOP_SAMPLES, SAMPLE_RATE_HZ * config.STFT_HOP_SECONDS), \
-    "STFT_HOP_SECONDS must be a whole number of samples"
-FFT_LENGTH = config.FFT_LENGTH                                          # 512
-assert FFT_LENGTH >= WINDOW_SAMPLES, "FFT_LENGTH must hold one window"
-NUM_BANDS = config.NUM_MEL_BANDS                                        # 64, every front end
-LOG_OFFSET = config.LOG_OFFSET
-PATCH_FRAMES = config.PATCH_FRAMES                                      # 96
-PATCH_HOP_FRAMES = config.PATCH_HOP_FRAMES                              # 96
-# The fewest samples (at SAMPLE_RATE_HZ) that make exactly one patch: 400 + 95 * 160 = 15600.
-ONE_PATCH_SAMPLES = WINDOW_SAMPLES + (PATCH_FRAMES - 1) * HOP_SAMPLES
-
-# Gammatone and constant-Q front ends (not in config.py: they are fixed design choices).
+# ---------------------------------------------------------------- fixed design choices
 GAMMATONE_ORDER = 4              # 4th order: the usual auditory-filter model
-CQT_MIN_HZ = 27.5                # A0; 64 bands at 8 per octave reach 6.34 kHz (top edge 6.9 kHz)
-CQT_BINS_PER_OCTAVE = 8
-CQT_Q = 1.0 / (2.0 ** (1.0 / CQT_BINS_PER_OCTAVE) - 1.0)     # 11.05: centre / band spacing
-assert CQT_MIN_HZ * 2.0 ** ((NUM_BANDS - 1) / CQT_BINS_PER_OCTAVE) * (1 + 1 / CQT_Q) \
-    < SAMPLE_RATE_HZ / 2, "the top constant-Q band must end below Nyquist"
 DELTA_HALF_WIDTH_FRAMES = 2      # deltas: linear regression over t-2 .. t+2
 STFT_BLOCK_FRAMES = 128          # frames per FFT call: buffers stay in cache (~0.5 MB)
 FILTERBANK_GROUP_BANDS = 8       # bands per matmul when applying a filterbank
 
-# Resampling other rates to SAMPLE_RATE_HZ: a Kaiser-windowed sinc low-pass, 32 zero
+# Resampling other rates to the front end's: a Kaiser-windowed sinc low-pass, 32 zero
 # crossings each side, beta 10 (~100 dB stopband), cutoff 0.94 x the lower Nyquist.
 # Log-mel of 44.1 kHz input is then within 2e-4 of the reference's (resampy kaiser_best) in
 # the bands below 6.4 kHz, within 0.3 above; 8 kHz input leaves no images above 4 kHz
@@ -64,9 +49,250 @@ RESAMPLE_KAISER_BETA = 10.0
 RESAMPLE_ROLLOFF = 0.94
 
 FEATURES = ("mel", "gam", "cqt")
+CHANNEL_POLICIES = ("mono", "first", "stereo")   # mix down | first channel | keep two
+
+
+# ---------------------------------------------------------------- the parameter set
+@dataclasses.dataclass(frozen=True)
+class FrontEnd:
+    """Every parameter that decides a track's audio images, resolved and checked.
+
+    Build one with ``front_end(preset, feature, deltas, **overrides)``; construction checks
+    the values (ValueError naming them). ``overrides`` names the fields set away from the
+    preset; ``name`` (the feature folder) encodes the preset, filterbank, deltas and, when
+    anything was overridden, a short digest of the values.
+    """
+    preset: str
+    sample_rate_hz: int            # the wavs of step 02 and the analysis
+    channels: str                  # CHANNEL_POLICIES
+    window_seconds: float          # STFT window (periodic Hann)
+    hop_seconds: float             # STFT hop = one frame
+    fft_length: int                # >= the window in samples
+    num_bands: int
+    band_min_hz: float             # mel: lower edge of band 1; gam: centre of band 1
+    band_max_hz: float             # mel: upper edge of the last band; gam: its centre
+    log_offset: float              # log(x + log_offset)
+    patch_frames: int              # frames per patch
+    patch_hop_frames: int          # frames between patch starts
+    cqt_min_hz: float              # cqt: centre of the lowest band
+    cqt_bins_per_octave: int
+    feature: str = "mel"           # FEATURES
+    deltas: bool = False           # delta and delta-delta channels
+    overrides: tuple = ()          # sorted field names set away from the preset
+
+    def __post_init__(self):
+        def bad(msg):
+            raise ValueError(f"front end {self.preset!r}: {msg}")
+        if self.feature not in FEATURES:
+            bad(f"feature {self.feature!r} is not one of {FEATURES}")
+        if self.channels not in CHANNEL_POLICIES:
+            bad(f"channels {self.channels!r} is not one of {CHANNEL_POLICIES}")
+        for key in ("sample_rate_hz", "fft_length", "num_bands", "patch_frames",
+                    "patch_hop_frames", "cqt_bins_per_octave"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                bad(f"{key} must be a whole number > 0, got {value!r}")
+        for key in ("window_seconds", "hop_seconds"):
+            samples = getattr(self, key) * self.sample_rate_hz
+            if not samples > 0 or not math.isclose(samples, round(samples), abs_tol=1e-6):
+                bad(f"{key} {getattr(self, key)} is not a whole number of samples at "
+                    f"{self.sample_rate_hz} Hz ({samples:g})")
+        if self.fft_length < self.window_samples:
+            bad(f"fft_length {self.fft_length} is shorter than the window "
+                f"({self.window_samples} samples)")
+        nyquist = self.sample_rate_hz / 2
+        if not 0.0 <= self.band_min_hz < self.band_max_hz <= nyquist:
+            bad(f"need 0 <= band_min_hz < band_max_hz <= Nyquist, got {self.band_min_hz}, "
+                f"{self.band_max_hz}, Nyquist {nyquist}")
+        if not self.log_offset > 0:
+            bad(f"log_offset must be > 0, got {self.log_offset}")
+        if self.feature == "cqt":
+            top = cqt_centres_hz(self.num_bands, self.cqt_min_hz, self.cqt_bins_per_octave)[-1]
+            q = cqt_q(self.cqt_bins_per_octave)
+            if not self.cqt_min_hz > 0 or top * (1 + 1 / q) >= nyquist:
+                bad(f"the top constant-Q band (centre {top:.0f} Hz, {self.num_bands} bands "
+                    f"at {self.cqt_bins_per_octave}/octave from {self.cqt_min_hz} Hz) must "
+                    f"end below Nyquist ({nyquist:g} Hz)")
+
+    # ---- derived values
+    @property
+    def window_samples(self):
+        return round(self.window_seconds * self.sample_rate_hz)
+
+    @property
+    def hop_samples(self):
+        return round(self.hop_seconds * self.sample_rate_hz)
+
+    @property
+    def one_patch_samples(self):
+        """The fewest samples that make exactly one patch (vggish: 400 + 95 x 160 = 15600)."""
+        return self.window_samples + (self.patch_frames - 1) * self.hop_samples
+
+    @property
+    def n_audio_channels(self):
+        return 2 if self.channels == "stereo" else 1
+
+    @property
+    def patch_shape(self):
+        """Shape of one patch on disk: (bands, frames), or (channels, bands, frames) when
+        there is more than one image channel (deltas and/or stereo)."""
+        c = self.n_audio_channels * (3 if self.deltas else 1)
+        return ((c,) if c > 1 else ()) + (self.num_bands, self.patch_frames)
+
+    @property
+    def in_channels(self):
+        """Image channels a model sees: 1, 3 (deltas), 2 (stereo) or 6 (both)."""
+        return self.patch_shape[0] if len(self.patch_shape) == 3 else 1
+
+    @property
+    def audio_folder(self):
+        """Step 02's folder for this front end's wavs, e.g. '16000hz_mono'."""
+        return f"{self.sample_rate_hz}hz_{self.channels}"
+
+    @property
+    def name(self):
+        """Step 03's folder, e.g. 'vggish_mel', 'vggish_mel_deltas', 'vggish_mel_a1b2c3d4'."""
+        base = f"{self.preset}_{self.feature}" + ("_deltas" if self.deltas else "")
+        if not self.overrides:
+            return base
+        values = json.dumps({k: getattr(self, k) for k in self.overrides}, sort_keys=True)
+        return f"{base}_{hashlib.sha1(values.encode()).hexdigest()[:8]}"
+
+    def to_dict(self):
+        """Every field (JSON-ready), plus the derived sample counts and folder names."""
+        d = dataclasses.asdict(self)
+        d["overrides"] = list(self.overrides)
+        d.update(name=self.name, audio_folder=self.audio_folder,
+                 window_samples=self.window_samples, hop_samples=self.hop_samples,
+                 patch_shape=list(self.patch_shape))
+        return d
+
+    @classmethod
+    def from_dict(cls, d, where="front end"):
+        """The inverse of to_dict; derived entries are recomputed and must agree."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [k for k in names if k not in d and k not in ("feature", "deltas",
+                                                                "overrides")]
+        if missing:
+            raise ValueError(f"{where}: no {', '.join(missing)} (not a front-end record)")
+        fe = cls(**{k: (tuple(d[k]) if k == "overrides" else d[k]) for k in names if k in d})
+        derived = fe.to_dict()
+        for k in ("name", "audio_folder", "window_samples", "hop_samples", "patch_shape"):
+            if k in d and d[k] != derived[k]:
+                raise ValueError(f"{where}: {k} is {d[k]!r} but its fields give "
+                                 f"{derived[k]!r}")
+        return fe
+
+
+_VGGISH = dict(sample_rate_hz=16000, channels="mono", window_seconds=0.025, hop_seconds=0.010,
+               fft_length=512, num_bands=64, band_min_hz=125.0, band_max_hz=7500.0,
+               log_offset=0.01, patch_frames=96, patch_hop_frames=96,
+               cqt_min_hz=27.5, cqt_bins_per_octave=8)
+# 64 cqt bands at 8 per octave from 27.5 Hz (A0) reach 6.34 kHz (top edge 6.9 kHz).
+
+PRESETS = {"vggish": _VGGISH}
+"""Preset name -> every FrontEnd field but preset, feature, deltas and overrides. Another
+preset is one more entry (tests add their own)."""
+
+# config.py key -> FrontEnd field, with the type a set value must have. None in config.py
+# means "the preset's value"; a set key overrides it and is recorded.
+OVERRIDE_KEYS = {
+    "SAMPLE_RATE_HZ": ("sample_rate_hz", int),
+    "AUDIO_CHANNELS": ("channels", str),
+    "STFT_WINDOW_SECONDS": ("window_seconds", float),
+    "STFT_HOP_SECONDS": ("hop_seconds", float),
+    "FFT_LENGTH": ("fft_length", int),
+    "NUM_BANDS": ("num_bands", int),
+    "BAND_MIN_HZ": ("band_min_hz", float),
+    "BAND_MAX_HZ": ("band_max_hz", float),
+    "LOG_OFFSET": ("log_offset", float),
+    "PATCH_FRAMES": ("patch_frames", int),
+    "PATCH_HOP_FRAMES": ("patch_hop_frames", int),
+    "CQT_MIN_HZ": ("cqt_min_hz", float),
+    "CQT_BINS_PER_OCTAVE": ("cqt_bins_per_octave", int),
+}
+
+
+def front_end(preset="vggish", feature="mel", deltas=False, **overrides):
+    """A checked FrontEnd: the preset's values, with `overrides` (FrontEnd field names) set.
+
+    An override equal to the preset's value is not recorded as one (same arrays, same name).
+    Raises ValueError for an unknown preset or field, or values that do not make a front end.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown front-end preset {preset!r}; choose one of: "
+                         f"{', '.join(sorted(PRESETS))}")
+    values = dict(PRESETS[preset])
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise ValueError(f"unknown front-end field(s) {unknown}; fields: {sorted(values)}")
+    changed = {k: v for k, v in overrides.items() if v is not None and v != values[k]}
+    values.update(changed)
+    if isinstance(values["sample_rate_hz"], float) and values["sample_rate_hz"].is_integer():
+        values["sample_rate_hz"] = int(values["sample_rate_hz"])
+    return FrontEnd(preset=preset, feature=feature, deltas=bool(deltas),
+                    overrides=tuple(sorted(changed)), **values)
+
+
+def front_end_from_settings(cfg):
+    """The FrontEnd of resolved settings (cli.Settings: front_end, feature, deltas and the
+    OVERRIDE_KEYS, None = the preset's value)."""
+    return front_end(cfg["front_end"], cfg["feature"], cfg["deltas"],
+                     **{field: cfg[key.lower()] for key, (field, _) in OVERRIDE_KEYS.items()})
+
+
+def describe_difference(a, b, where_a, where_b):
+    """'' when two FrontEnds are the same, else one line naming each differing field with
+    both values and both sources."""
+    da, db = a.to_dict(), b.to_dict()
+    diff = [f"{k}: {da[k]!r} in {where_a} but {db[k]!r} in {where_b}"
+            for k in da if k not in ("name", "overrides", "patch_shape") and da[k] != db[k]]
+    return "; ".join(diff)
 
 
 # ---------------------------------------------------------------- input
+def _as_samples(waveform):
+    """Check a waveform: float [n_samples] or [n_samples, n_channels], finite."""
+    x = np.asarray(waveform)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"waveform must hold floats in [-1, 1], got dtype {x.dtype}")
+    # More channels than samples: most likely [n_channels, n_samples], which would silently
+    # give no frames.
+    if x.ndim not in (1, 2) or (x.ndim == 2 and (x.shape[1] == 0 or 0 < x.shape[0] < x.shape[1])):
+        raise ValueError(f"waveform must be [n_samples] or [n_samples, n_channels], "
+                         f"got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("waveform holds NaN or infinite samples")
+    return x
+
+
+def select_channels(waveform, policy):
+    """Apply a channel policy.
+
+    Args:
+      waveform: float [n_samples] or [n_samples, n_channels], samples in [-1, 1].
+      policy: "mono" (average the channels), "first" (channel 0), "stereo" (two channels:
+        a mono input is duplicated; more than two is an error: downmix with ffmpeg first).
+
+    Returns:
+      float [n_samples] for mono / first, [n_samples, 2] for stereo.
+    """
+    x = _as_samples(waveform)
+    if policy == "mono":
+        return to_mono(x)
+    if policy == "first":
+        return x if x.ndim == 1 else x[:, 0]
+    if policy == "stereo":
+        if x.ndim == 1 or x.shape[1] == 1:
+            x = x.reshape(-1, 1)
+            return np.concatenate([x, x], axis=1)
+        if x.shape[1] != 2:
+            raise ValueError(f"channel policy 'stereo' takes 1 or 2 channels, got "
+                             f"{x.shape[1]} (step 02 downmixes with ffmpeg -ac 2)")
+        return x
+    raise ValueError(f"unknown channel policy {policy!r}; choose one of {CHANNEL_POLICIES}")
+
+
 def to_mono(waveform):
     """Average the channels of a multi-channel waveform.
 
@@ -79,19 +305,8 @@ def to_mono(waveform):
     Raises:
       ValueError: other shapes, integer samples, non-finite samples.
     """
-    x = np.asarray(waveform)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"waveform must hold floats in [-1, 1], got dtype {x.dtype}")
-    # More channels than samples: most likely [n_channels, n_samples], which would silently
-    # give no frames.
-    if x.ndim not in (1, 2) or (x.ndim == 2 and (x.shape[1] == 0 or 0 < x.shape[0] < x.shape[1])):
-        raise ValueError(f"waveform must be [n_samples] or [n_samples, n_channels], "
-                         f"got shape {x.shape}")
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    if not np.isfinite(x).all():
-        raise ValueError("waveform holds NaN or infinite samples")
-    return x
+    x = _as_samples(waveform)
+    return x.mean(axis=1) if x.ndim == 2 else x
 
 
 def _check_rate(sample_rate):
@@ -113,7 +328,7 @@ def _resample_filter(up, down):
     return taps
 
 
-def resample(waveform, sample_rate, target_rate=SAMPLE_RATE_HZ):
+def resample(waveform, sample_rate, target_rate):
     """Resample a mono waveform by polyphase filtering (scipy.signal.resample_poly).
 
     The filter is set by the RESAMPLE_* constants. The VGGish reference uses resampy
@@ -137,13 +352,13 @@ def resample(waveform, sample_rate, target_rate=SAMPLE_RATE_HZ):
     return scipy.signal.resample_poly(waveform, up, down, window=_resample_filter(up, down))
 
 
-def _prepare(waveform, sample_rate):
-    """Any accepted input -> float mono [n_samples] at SAMPLE_RATE_HZ."""
-    return resample(to_mono(waveform), sample_rate)
+def _prepare(waveform, sample_rate, fe):
+    """One channel [n_samples] (float) -> float [n_samples'] at the front end's rate."""
+    return resample(to_mono(waveform), sample_rate, fe.sample_rate_hz)
 
 
 # ---------------------------------------------------------------- STFT
-def num_frames(n_samples, window_length=WINDOW_SAMPLES, hop_length=HOP_SAMPLES):
+def num_frames(n_samples, window_length, hop_length):
     """How many whole frames ``frame`` cuts from n_samples (0 when shorter than a window)."""
     if n_samples < window_length:
         return 0
@@ -201,8 +416,7 @@ def periodic_hann(n):
     return _cached_hann(int(n)).copy()
 
 
-def stft_magnitude(waveform, window_length=WINDOW_SAMPLES, hop_length=HOP_SAMPLES,
-                   fft_length=FFT_LENGTH, bins=None):
+def stft_magnitude(waveform, window_length, hop_length, fft_length, bins=None):
     """|STFT| of a mono waveform: periodic-Hann frames, zero-padded real FFT.
 
     The FFT runs in float64, as the reference's does: a float32 FFT's rounding error is
@@ -274,8 +488,7 @@ def _frozen(weights):
 
 
 @functools.lru_cache(maxsize=16)
-def mel_matrix(num_bands=NUM_BANDS, fft_length=FFT_LENGTH, sample_rate=SAMPLE_RATE_HZ,
-               min_hz=config.MEL_MIN_HZ, max_hz=config.MEL_MAX_HZ):
+def mel_matrix(num_bands, fft_length, sample_rate, min_hz, max_hz):
     """VGGish's mel filterbank: spectrogram rows @ matrix -> mel bands.
 
     Triangles with peak 1, linear in HTK mel over the FFT bin frequencies, band edges evenly
@@ -308,7 +521,7 @@ def mel_to_hz(mel):
     return 700.0 * np.expm1(np.asarray(mel, np.float64) / 1127.0)
 
 
-def mel_centres_hz(num_bands=NUM_BANDS, min_hz=config.MEL_MIN_HZ, max_hz=config.MEL_MAX_HZ):
+def mel_centres_hz(num_bands, min_hz, max_hz):
     """Centre frequencies of ``mel_matrix``'s bands (where each triangle peaks), Hz [num_bands]."""
     return mel_to_hz(np.linspace(hz_to_mel(min_hz), hz_to_mel(max_hz), num_bands + 2)[1:-1])
 
@@ -323,16 +536,14 @@ def erb_rate_to_hz(erb_rate):
     return (10.0 ** (np.asarray(erb_rate, np.float64) / 21.4) - 1.0) / 0.00437
 
 
-def gammatone_centres_hz(num_bands=NUM_BANDS, min_hz=config.MEL_MIN_HZ,
-                         max_hz=config.MEL_MAX_HZ):
+def gammatone_centres_hz(num_bands, min_hz, max_hz):
     """Centre frequencies evenly spaced on the ERB-rate scale, min_hz to max_hz, Hz [num_bands]."""
     return erb_rate_to_hz(np.linspace(hz_to_erb_rate(min_hz), hz_to_erb_rate(max_hz),
                                       num_bands))
 
 
 @functools.lru_cache(maxsize=16)
-def gammatone_matrix(num_bands=NUM_BANDS, fft_length=FFT_LENGTH, sample_rate=SAMPLE_RATE_HZ,
-                     min_hz=config.MEL_MIN_HZ, max_hz=config.MEL_MAX_HZ,
+def gammatone_matrix(num_bands, fft_length, sample_rate, min_hz, max_hz,
                      order=GAMMATONE_ORDER):
     """Gammatone magnitude responses as weights over FFT bins (a "gammatonegram").
 
@@ -365,8 +576,12 @@ def gammatone_matrix(num_bands=NUM_BANDS, fft_length=FFT_LENGTH, sample_rate=SAM
     return _frozen(weights)
 
 
-def cqt_centres_hz(num_bands=NUM_BANDS, min_hz=CQT_MIN_HZ,
-                   bins_per_octave=CQT_BINS_PER_OCTAVE):
+def cqt_q(bins_per_octave):
+    """Q of the constant-Q bands: centre / band spacing (8 per octave: 11.05)."""
+    return 1.0 / (2.0 ** (1.0 / bins_per_octave) - 1.0)
+
+
+def cqt_centres_hz(num_bands, min_hz, bins_per_octave):
     """Centre frequencies of the constant-Q bands: min_hz * 2^(k / bins_per_octave).
 
     Returns:
@@ -378,19 +593,26 @@ def cqt_centres_hz(num_bands=NUM_BANDS, min_hz=CQT_MIN_HZ,
     return min_hz * 2.0 ** (np.arange(num_bands) / bins_per_octave)
 
 
-# ---------------------------------------------------------------- spectrograms [n_frames, 64]
-def _log(x):
-    return np.log(x + np.float32(LOG_OFFSET), dtype=np.float32)
+# ---------------------------------------------------------------- spectrograms [n_frames, bands]
+def filterbank_matrix(fe):
+    """The front end's weights over FFT bins, float32 [fft_length // 2 + 1, num_bands]
+    (mel or gam; cqt has no such matrix)."""
+    args = (fe.num_bands, fe.fft_length, fe.sample_rate_hz, fe.band_min_hz, fe.band_max_hz)
+    if fe.feature == "mel":
+        return mel_matrix(*args)
+    if fe.feature == "gam":
+        return gammatone_matrix(*args)
+    raise ValueError(f"feature {fe.feature!r} has no filterbank matrix over FFT bins")
 
 
 @functools.lru_cache(maxsize=16)
-def _filterbank_plan(matrix):
-    """How to apply the filterbank ``matrix()`` fast: the FFT bins it uses (first, stop) and,
+def _filterbank_plan(fe):
+    """How to apply ``filterbank_matrix(fe)`` fast: the FFT bins it uses (first, stop) and,
     per FILTERBANK_GROUP_BANDS bands, (first band, stop band, first bin, stop bin, weights)
     with the bins relative to `first`. Mel bands each weight a few neighbouring bins, so the
-    groups' small products do ~1/7 of a dense matmul's work (3x faster here)."""
-    weights = matrix()
-    used = np.flatnonzero(weights.any(axis=1))        # mel: bins 5..239; skip the rest
+    groups' small products do ~1/7 of a dense matmul's work."""
+    weights = filterbank_matrix(fe)
+    used = np.flatnonzero(weights.any(axis=1))        # vggish mel: bins 5..239; skip the rest
     first, stop = int(used[0]), int(used[-1]) + 1
     groups = []
     for b0 in range(0, weights.shape[1], FILTERBANK_GROUP_BANDS):
@@ -402,41 +624,19 @@ def _filterbank_plan(matrix):
     return first, stop, tuple(groups)
 
 
-def _log_filterbank_spectrogram(waveform, sample_rate, matrix):
-    """log(|STFT| @ matrix() + LOG_OFFSET) -> float32 [n_frames, n_bands]."""
-    first, stop, groups = _filterbank_plan(matrix)
-    magnitude = stft_magnitude(_prepare(waveform, sample_rate), bins=(first, stop))
+def _log_filterbank_spectrogram(waveform, sample_rate, fe):
+    """log(|STFT| @ filterbank_matrix(fe) + log_offset) -> float32 [n_frames, num_bands]."""
+    first, stop, groups = _filterbank_plan(fe)
+    magnitude = stft_magnitude(_prepare(waveform, sample_rate, fe), fe.window_samples,
+                               fe.hop_samples, fe.fft_length, bins=(first, stop))
     out = np.empty((len(magnitude), groups[-1][1]), np.float32)
     for b0, b1, r0, r1, weights in groups:
         if r1 > r0:
             np.matmul(magnitude[:, r0:r1], weights, out=out[:, b0:b1])
         else:                                          # bands that weight no bin at all
             out[:, b0:b1] = 0.0
-    np.add(out, np.float32(LOG_OFFSET), out=out)
+    np.add(out, np.float32(fe.log_offset), out=out)
     return np.log(out, out=out)
-
-
-def log_mel_spectrogram(waveform, sample_rate):
-    """VGGish's log-mel spectrogram.
-
-    Args:
-      waveform: float [n_samples] or [n_samples, n_channels], in [-1, 1]; channels averaged.
-      sample_rate: Hz; other rates than SAMPLE_RATE_HZ are resampled (see ``resample``).
-
-    Returns:
-      float32 [n_frames, NUM_BANDS]: log(mel_matrix applied to |STFT| + LOG_OFFSET),
-      n_frames = num_frames(n_samples at 16 kHz).
-    """
-    return _log_filterbank_spectrogram(waveform, sample_rate, mel_matrix)
-
-
-def log_gammatone_spectrogram(waveform, sample_rate):
-    """Log gammatonegram: the STFT magnitudes of ``log_mel_spectrogram`` weighted by
-    ``gammatone_matrix`` instead of the mel triangles.
-
-    Args, Returns: as ``log_mel_spectrogram`` (float32 [n_frames, NUM_BANDS]).
-    """
-    return _log_filterbank_spectrogram(waveform, sample_rate, gammatone_matrix)
 
 
 def _hann_band(bin_hz, centre, half_width):
@@ -444,51 +644,49 @@ def _hann_band(bin_hz, centre, half_width):
     return np.cos(np.pi / 2 * (bin_hz - centre) / half_width) ** 2
 
 
-def log_cqt_spectrogram(waveform, sample_rate):
+def _log_cqt_spectrogram(waveform, sample_rate, fe):
     """Log constant-Q spectrogram, frame-aligned with the STFT front ends.
 
     A filterbank applied to the FFT of the whole (zero-padded) track, not a frame-by-frame
-    transform, because the low bands need responses far longer than a 25 ms frame:
-    * band k is centred at f_k = CQT_MIN_HZ * 2^(k / 8) with response cos^2 over
-      f_k +- f_k / Q, Q = CQT_Q = 11.05: 1 at f_k, 1/2 at +- f_k / 2Q, so the width at half
-      height is f_k / Q, the spacing of the bands;
+    transform, because the low bands need responses far longer than one STFT window:
+    * band k is centred at f_k = cqt_min_hz * 2^(k / bins_per_octave) with response cos^2
+      over f_k +- f_k / Q, Q = cqt_q(bins_per_octave) (11.05 at 8 per octave): 1 at f_k,
+      1/2 at +- f_k / 2Q, so the width at half height is f_k / Q, the spacing of the bands;
     * its (analytic) output is taken back to the time domain by an inverse FFT of only
-      m_k * 100 Hz, m_k just enough to hold the band (bin j goes to j mod the FFT length:
-      a shift in frequency, which leaves the magnitude alone);
-    * the value at frame t is the RMS of that output over the 10 ms hop centred on the STFT
-      frame's centre (sample 160 t + 200), scaled so that a sine of amplitude A at f_k gives
-      100 A, like its peak bin in ``stft_magnitude``.
-    The lowest band's response lasts ~0.4 s each way; the track is zero-padded by 0.8 s on
-    both sides, so frames near its ends see that silence. Memory is linear in the track's
-    length (a float32 FFT of all of it).
-
-    Args, Returns: as ``log_mel_spectrogram`` (float32 [n_frames, NUM_BANDS]).
+      m_k x the frame rate, m_k just enough to hold the band (bin j goes to j mod the FFT
+      length: a shift in frequency, which leaves the magnitude alone);
+    * the value at frame t is the RMS of that output over the hop centred on the STFT
+      frame's centre (sample hop t + window / 2), scaled so that a sine of amplitude A at
+      f_k gives A x window / 2, like its peak bin in ``stft_magnitude``.
+    The lowest band's response lasts ~Q / f_0 each way (0.4 s at 27.5 Hz); the track is
+    zero-padded by twice that on both sides, so frames near its ends see that silence.
+    Memory is linear in the track's length (a float32 FFT of all of it).
     """
-    x = _prepare(waveform, sample_rate).astype(np.float32)
-    n_out = num_frames(len(x))
+    rate, hop, window = fe.sample_rate_hz, fe.hop_samples, fe.window_samples
+    x = _prepare(waveform, sample_rate, fe).astype(np.float32)
+    n_out = num_frames(len(x), window, hop)
     if n_out == 0:
-        return np.empty((0, NUM_BANDS), np.float32)
-    centres = cqt_centres_hz()
-    half_widths = centres / CQT_Q
-    frame_rate = SAMPLE_RATE_HZ / HOP_SAMPLES                        # 100 Hz
+        return np.empty((0, fe.num_bands), np.float32)
+    centres = cqt_centres_hz(fe.num_bands, fe.cqt_min_hz, fe.cqt_bins_per_octave)
+    half_widths = centres / cqt_q(fe.cqt_bins_per_octave)
+    frame_rate = rate / hop                                          # vggish: 100 Hz
     # Pad by twice the lowest band's response time (1 / its half width), and so that frame
-    # t's centre (160 t + 200) lands on hop number pad_hops + t.
-    pad_hops = math.ceil((2.0 / half_widths[0] * SAMPLE_RATE_HZ + WINDOW_SAMPLES / 2)
-                         / HOP_SAMPLES)
-    pad_left = pad_hops * HOP_SAMPLES - WINDOW_SAMPLES // 2
-    n_hops = scipy.fft.next_fast_len(math.ceil((pad_left + len(x)) / HOP_SAMPLES) + pad_hops,
+    # t's centre (hop t + window / 2) lands on hop number pad_hops + t.
+    pad_hops = math.ceil((2.0 / half_widths[0] * rate + window / 2) / hop)
+    pad_left = pad_hops * hop - window // 2
+    n_hops = scipy.fft.next_fast_len(math.ceil((pad_left + len(x)) / hop) + pad_hops,
                                      real=True)
-    n_fft = n_hops * HOP_SAMPLES
+    n_fft = n_hops * hop
     padded = np.zeros(n_fft, np.float32)
     padded[pad_left:pad_left + len(x)] = x
-    spectrum = scipy.fft.rfft(padded)                                # bins every 100/n_hops Hz
-    bin_hz = np.arange(len(spectrum)) * (SAMPLE_RATE_HZ / n_fft)
-    scale = _cached_hann(WINDOW_SAMPLES).sum() / n_fft               # sine A -> 100 A
-    out = np.empty((n_out, NUM_BANDS), np.float32)
+    spectrum = scipy.fft.rfft(padded)                         # bins every frame_rate/n_hops Hz
+    bin_hz = np.arange(len(spectrum)) * (rate / n_fft)
+    scale = _cached_hann(window).sum() / n_fft                       # sine A -> A window / 2
+    out = np.empty((n_out, fe.num_bands), np.float32)
     for k, (centre, half) in enumerate(zip(centres, half_widths)):
-        lo = math.ceil((centre - half) * n_fft / SAMPLE_RATE_HZ)
-        hi = math.floor((centre + half) * n_fft / SAMPLE_RATE_HZ) + 1
-        # m output samples per hop: the band (2 * half wide) must fit in m * 100 Hz.
+        lo = math.ceil((centre - half) * n_fft / rate)
+        hi = math.floor((centre + half) * n_fft / rate) + 1
+        # m output samples per hop: the band (2 * half wide) must fit in m * frame_rate.
         m = scipy.fft.next_fast_len(math.floor(2 * half / frame_rate) + 1)
         length = m * n_hops
         band = np.zeros(length, np.complex64)
@@ -499,27 +697,35 @@ def log_cqt_spectrogram(waveform, sample_rate):
         first = pad_hops * m - m // 2                                # hop centred on frame 0
         hops = power[first:first + n_out * m].reshape(n_out, m)
         out[:, k] = np.sqrt(hops.mean(axis=1))
-    return _log(out)
+    return np.log(out + np.float32(fe.log_offset), dtype=np.float32)
 
 
-def _check_feature(feature):
-    if feature not in FEATURES:
-        raise ValueError(f"unknown feature {feature!r}; valid: {', '.join(FEATURES)}")
-    return feature
+def log_spectrogram(waveform, sample_rate, fe):
+    """One channel's log spectrogram under front end `fe` (its filterbank, bands, frames).
+
+    Args:
+      waveform: float [n_samples] (or [n_samples, n_channels], averaged), in [-1, 1].
+      sample_rate: Hz; another rate than fe.sample_rate_hz is resampled (see ``resample``).
+      fe: FrontEnd.
+
+    Returns:
+      float32 [n_frames, fe.num_bands], n_frames = num_frames(n_samples at fe's rate,
+      fe.window_samples, fe.hop_samples): log(filterbank(|STFT|) + fe.log_offset) for mel
+      and gam (equal to VGGish's log-mel under the vggish preset), the constant-Q bands for
+      cqt (frame-aligned with the STFT).
+    """
+    if fe.feature == "cqt":
+        return _log_cqt_spectrogram(waveform, sample_rate, fe)
+    return _log_filterbank_spectrogram(waveform, sample_rate, fe)
 
 
-def band_centres_hz(feature):
-    """Centre frequency of each of a front end's NUM_BANDS bands, Hz [NUM_BANDS], rising."""
-    centres = {"mel": mel_centres_hz, "gam": gammatone_centres_hz, "cqt": cqt_centres_hz}
-    return centres[_check_feature(feature)]()
-
-
-SPECTROGRAMS = {
-    "mel": log_mel_spectrogram,
-    "gam": log_gammatone_spectrogram,
-    "cqt": log_cqt_spectrogram,
-}
-assert tuple(SPECTROGRAMS) == FEATURES
+def band_centres_hz(fe):
+    """Centre frequency of each of a front end's bands, Hz [fe.num_bands], rising."""
+    if fe.feature == "mel":
+        return mel_centres_hz(fe.num_bands, fe.band_min_hz, fe.band_max_hz)
+    if fe.feature == "gam":
+        return gammatone_centres_hz(fe.num_bands, fe.band_min_hz, fe.band_max_hz)
+    return cqt_centres_hz(fe.num_bands, fe.cqt_min_hz, fe.cqt_bins_per_octave)
 
 
 # ---------------------------------------------------------------- deltas and patches
@@ -568,7 +774,7 @@ def add_deltas(spec, half_width=DELTA_HALF_WIDTH_FRAMES):
     return np.stack([spec, d, delta(d, half_width)], axis=1)
 
 
-def spectrogram_to_patches(spec, patch_frames=PATCH_FRAMES, hop_frames=PATCH_HOP_FRAMES):
+def spectrogram_to_patches(spec, patch_frames, hop_frames):
     """Cut a spectrogram into patches ("audio images"), an incomplete last patch dropped.
 
     Args:
@@ -589,31 +795,69 @@ def spectrogram_to_patches(spec, patch_frames=PATCH_FRAMES, hop_frames=PATCH_HOP
 
 
 # ---------------------------------------------------------------- the step-03 entry points
+def features(waveform, sample_rate, fe):
+    """A track's audio images under front end `fe`.
+
+    Args:
+      waveform: float [n_samples] or [n_samples, n_channels], in [-1, 1]; channels follow
+        fe.channels (mono: averaged; first: channel 0; stereo: each analysed alone).
+      sample_rate: Hz (resampled to fe.sample_rate_hz if different).
+      fe: FrontEnd.
+
+    Returns:
+      float32 [n_patches, *fe.patch_shape]: [n, bands, frames], or [n, C, bands, frames]
+      with C = 3 (deltas: static, delta, delta-delta), 2 (stereo: left, right) or 6 (both:
+      left static/delta/delta-delta, then right). Deltas are computed over the whole track.
+      n_patches = 0 for fewer than fe.one_patch_samples samples at fe's rate.
+    """
+    x = select_channels(waveform, fe.channels)
+    channels = [x] if x.ndim == 1 else [x[:, c] for c in range(x.shape[1])]
+    specs = []
+    for wave in channels:
+        spec = log_spectrogram(wave, sample_rate, fe)               # [frames, bands]
+        specs.append(add_deltas(spec) if fe.deltas else spec[:, None])
+    spec = np.concatenate(specs, axis=1)                            # [frames, C, bands]
+    if spec.shape[1] == 1:
+        spec = spec[:, 0]
+    return spectrogram_to_patches(spec, fe.patch_frames, fe.patch_hop_frames)
+
+
 def log_mel_patches(waveform, sample_rate):
-    """VGGish's ``waveform_to_examples``, transposed: log-mel patches [n, 64 bands, 96 frames].
-
-    Args:
-      waveform: float [n_samples] or [n_samples, n_channels], in [-1, 1].
-      sample_rate: Hz (resampled to 16 kHz if different).
+    """VGGish's ``waveform_to_examples``, transposed: ``features`` under the vggish preset.
 
     Returns:
-      float32 array [n_patches, NUM_BANDS, PATCH_FRAMES]; n_patches = 0 for fewer than
-      ONE_PATCH_SAMPLES samples at 16 kHz.
+      float32 [n_patches, 64 bands, 96 frames]; n_patches = 0 for fewer than 15600 samples
+      at 16 kHz.
     """
-    return spectrogram_to_patches(log_mel_spectrogram(waveform, sample_rate))
+    return features(waveform, sample_rate, VGGISH)
 
 
-def features(waveform, sample_rate, feature=config.FEATURE, deltas=config.DELTAS):
-    """A track's audio images for one front end.
+def pad_short_track(samples, sample_rate, fe, policy):
+    """The short-track policy, its one implementation (step 03, predict).
+
+    A track too short for one patch is zero-padded to exactly one ("pad") or given up
+    ("drop"); longer tracks pass unchanged.
 
     Args:
-      waveform: float [n_samples] or [n_samples, n_channels], in [-1, 1].
-      sample_rate: Hz.
-      feature: "mel", "gam" or "cqt".
-      deltas: add delta and delta-delta channels (computed over the whole track).
+      samples: float [n_samples] or [n_samples, n_channels] at `sample_rate`.
+      fe: FrontEnd (its one_patch_samples, at its own rate).
+      policy: "pad" or "drop".
 
     Returns:
-      float32 array [n_patches, 64, 96], or [n_patches, 3, 64, 96] with deltas.
+      (samples, reason): the samples unchanged and "" for a long enough track; padded
+      samples and a one-line reason for a padded one; None and the reason when dropped.
     """
-    spec = SPECTROGRAMS[_check_feature(feature)](waveform, sample_rate)
-    return spectrogram_to_patches(add_deltas(spec) if deltas else spec)
+    if policy not in ("pad", "drop"):
+        raise ValueError(f"short-track policy must be 'pad' or 'drop', got {policy!r}")
+    one_patch = int(math.ceil(fe.one_patch_samples * sample_rate / fe.sample_rate_hz))
+    if len(samples) >= one_patch:
+        return samples, ""
+    seconds = len(samples) / sample_rate
+    if policy == "drop":
+        return None, f"{seconds:.2f} s of audio, shorter than one patch (policy: drop)"
+    padded = np.pad(samples, [(0, one_patch - len(samples))] + [(0, 0)] * (np.ndim(samples) - 1))
+    return padded, f"{seconds:.2f} s of audio, zero-padded to one patch"
+
+
+VGGISH = front_end("vggish")
+"""VGGish's log-mel front end: the default preset, and what ``log_mel_patches`` computes."""

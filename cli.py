@@ -2,8 +2,15 @@
 
 Precedence: ``config.py`` < ``--config FILE.yaml`` < flags. A flag is the config key in
 lower case with dashes (``EPOCHS`` -> ``--epochs``, ``VIDEO_ROOT`` -> ``--video-root``);
-booleans take ``--deltas`` / ``--no-deltas``. Unknown YAML keys and values of the wrong type
-are errors naming the file and the key.
+booleans take ``--deltas`` / ``--no-deltas``; a key whose default is None ("the preset's
+value", the front-end keys) takes the type of ``audio.OVERRIDE_KEYS``. Unknown YAML keys and
+values of the wrong type are errors naming the file and the key; keys a script does not use
+are accepted and logged as unused. A flag on the command line that the script does not take
+is an error.
+
+One meaning per flag: every config key is a flag of the same name in every script that reads
+it, and a script's own flag may not take a config key's name (``parser`` refuses to build
+such a parser); ``tests/test_cli.py`` checks that a flag name has one type in all scripts.
 
 Usage in a script::
 
@@ -20,14 +27,23 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+import audio
 import config
 
-# Every script understands these (SHARD only where the work can be split).
-COMMON_KEYS = ["DATASET", "VIDEO_ROOT", "DATA_ROOT", "OUTPUT_ROOT", "WORKERS"]
+# Every runbook script, train.py and predict.py understands these (SHARD only where the work
+# can be split), so one set of flags serves the whole runbook.
+COMMON_KEYS = ["DATASET", "VIDEO_ROOT", "DATA_ROOT", "OUTPUT_ROOT", "WORKERS", "SPLITS",
+               "TRAIN_SPLIT", "EVAL_SPLIT"]
+# Everything that decides the audio images (audio.FrontEnd): steps 02-04, train.py.
+FRONT_END_KEYS = ["FRONT_END", "FEATURE", "DELTAS", *audio.OVERRIDE_KEYS]
+# Keys whose default is None: the type a set value must have.
+NULLABLE_TYPES = {key: typ for key, (_, typ) in audio.OVERRIDE_KEYS.items()}
 
 # Keys whose value must be one of a few words.
 CHOICES = {
-    "FEATURE": ["mel", "gam", "cqt"],
+    "FRONT_END": sorted(audio.PRESETS),
+    "AUDIO_CHANNELS": list(audio.CHANNEL_POLICIES),
+    "FEATURE": list(audio.FEATURES),
     "FEATURE_DTYPE": ["float16", "float32"],
     "SHORT_TRACK_POLICY": ["pad", "drop"],
     "OPTIMIZER": ["adamw", "sgd"],
@@ -70,9 +86,21 @@ def _flag(key):
     return "--" + key.lower().replace("_", "-")
 
 
+def _choices(key):
+    # presets are looked up when asked for, so that a preset added at run time (a test's) counts
+    return sorted(audio.PRESETS) if key == "FRONT_END" else CHOICES.get(key)
+
+
 def _check_type(key, value, where):
-    """Return value converted to the type of config.KEY; ValueError naming `where` otherwise."""
+    """Return value converted to the type of config.KEY; ValueError naming `where` otherwise.
+
+    A key whose default is None accepts None (the preset's value) or a NULLABLE_TYPES value."""
     default = getattr(config, key)
+    if default is None:
+        if value is None:
+            return None
+        want = NULLABLE_TYPES[key]
+        default = want(0) if want is not str else ""
     want = type(default)
     ok = (isinstance(value, want) and not (want is int and isinstance(value, bool))) or (
         want is float and isinstance(value, int) and not isinstance(value, bool))
@@ -82,8 +110,8 @@ def _check_type(key, value, where):
     if not ok:
         raise ValueError(f"{where}: {key} must be {want.__name__} like {default!r}, "
                          f"got {value!r} ({type(value).__name__})")
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ValueError(f"{where}: {key} must be one of {CHOICES[key]}, got {value!r}")
+    if _choices(key) and value not in _choices(key):
+        raise ValueError(f"{where}: {key} must be one of {_choices(key)}, got {value!r}")
     if key == "SHARD":
         try:
             parse_shard(value)
@@ -109,6 +137,22 @@ def load_yaml(path):
     return out
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that refuses a script flag named like a config key: such a flag
+    would silently replace the key's value with a meaning and default of its own."""
+
+    def add_argument(self, *names, **kwargs):
+        # config keys' flags are added to their argument group, which does not come here
+        taken = {_flag(k): k for k in config_keys()}
+        for name in names:
+            key = taken.get(name) or taken.get(name.replace("--no-", "--", 1))
+            if key:
+                raise ValueError(f"script flag {name} would shadow config key {key}: list "
+                                 "the key in cli.parser(doc, keys) instead, or name the flag "
+                                 "otherwise")
+        return super().add_argument(*names, **kwargs)
+
+
 def parser(doc, keys=(), shard=False):
     """An ArgumentParser whose help is the script's docstring, with a flag per config key.
 
@@ -116,58 +160,64 @@ def parser(doc, keys=(), shard=False):
       doc: the script's module docstring (its contract), shown by --help.
       keys: config keys this script reads, besides COMMON_KEYS (and SHARD if `shard`).
     """
-    p = argparse.ArgumentParser(description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                argument_default=argparse.SUPPRESS)
+    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+               argument_default=argparse.SUPPRESS, allow_abbrev=False)
     p.add_argument("--config", metavar="FILE.yaml", default=None,
                    help="YAML file of config.py overrides (flags override it)")
-    all_keys = list(COMMON_KEYS) + (["SHARD"] if shard else []) + [
-        k for k in keys if k not in COMMON_KEYS]
+    all_keys = list(dict.fromkeys(list(COMMON_KEYS) + (["SHARD"] if shard else [])
+                                  + list(keys)))
+    unknown = [k for k in all_keys if k not in config_keys()]
+    if unknown:
+        raise ValueError(f"cli.parser: {unknown} are not config.py keys")
     g = p.add_argument_group("settings (defaults from config.py)")
     for key in all_keys:
         default = getattr(config, key)
-        kwargs = {"help": f"default: {default!r}", "dest": key}
+        kwargs = {"help": (f"default: {default!r}" if default is not None else
+                           "default: the FRONT_END preset's value"), "dest": key}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, list):
             kwargs.update(nargs="+", type=type(default[0]) if default else str)
         else:
-            kwargs["type"] = type(default)
-            if key in CHOICES:
-                kwargs["choices"] = CHOICES[key]
+            kwargs["type"] = NULLABLE_TYPES[key] if default is None else type(default)
+            if _choices(key):
+                kwargs["choices"] = _choices(key)
         g.add_argument(_flag(key), **kwargs)
     p.set_defaults(_keys=all_keys)
     return p
 
 
 def parse(p, argv=None):
-    """Parse argv; return Settings holding every config key (resolved) and the script's flags."""
+    """Parse argv; return Settings holding every config key (resolved) and the script's flags.
+
+    YAML keys that the script does not read are logged (stderr) as unused. When the script
+    reads the front-end keys, they must make a valid audio.FrontEnd (else a usage error)."""
     args = vars(p.parse_args(argv))
     keys = args.pop("_keys", [])
     yaml_path = args.pop("config", None)
     values = {k: getattr(config, k) for k in config_keys()}
     try:
         if yaml_path:
-            values.update(load_yaml(yaml_path))
+            from_yaml = load_yaml(yaml_path)
+            values.update(from_yaml)
+            unused = [k for k in from_yaml if k not in keys]
+            if unused:
+                who = (p.description or p.prog).strip().splitlines()[0].split(":")[0][:40]
+                print(f"[config] {yaml_path}: keys that {who!r} does not use (accepted, "
+                      f"ignored here): {', '.join(unused)}", file=sys.stderr)
         for key in keys:
             if key in args:
                 values[key] = _check_type(key, args.pop(key), _flag(key))
     except (ValueError, OSError, yaml.YAMLError) as e:
         p.error(str(e))
     cfg = Settings({k.lower(): v for k, v in values.items()})
-    cfg.update(args)  # the script's own flags
+    cfg.update(args)  # the script's own flags (never a config key's name: see Parser)
     cfg.shard = parse_shard(cfg.shard)
-    return cfg
-
-
-def settings(**overrides):
-    """Settings from config.py with keyword overrides (lower-case keys), for tests and notebooks."""
-    cfg = Settings({k.lower(): getattr(config, k) for k in config_keys()})
-    for key, value in overrides.items():
-        if key.upper() not in config_keys():
-            raise ValueError(f"unknown setting {key!r}")
-        cfg[key] = _check_type(key.upper(), value, "settings()") if key != "shard" else value
-    cfg.shard = parse_shard(cfg.shard) if isinstance(cfg.shard, str) else tuple(cfg.shard)
+    if "FRONT_END" in keys:
+        try:
+            audio.front_end_from_settings(cfg)
+        except ValueError as e:
+            p.error(f"the front-end settings are refused: {e}")
     return cfg
 
 

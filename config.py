@@ -4,9 +4,10 @@ Edit this file for a lasting change; pass a flag (``--epochs 30``) or a YAML fil
 overrides (``--config my_run.yaml``, keys as written here, case-insensitive) for a one-off.
 Unknown keys and wrong types are errors (see ``cli.py``).
 
-Axis order, stated once: an audio patch ("audio image") is ``[64 mel bands, 96 frames]``;
-a track's features are ``[n_patches, 64, 96]``, or ``[n_patches, 3, 64, 96]`` with deltas.
-VGGish itself takes ``[96 frames, 64 bands]``; ``network/vggish.py`` transposes.
+Axis order, stated once: an audio patch ("audio image") is ``[bands, frames]`` (the vggish
+preset: ``[64 mel bands, 96 frames]``); a track's features are ``[n_patches, 64, 96]``, or
+``[n_patches, C, 64, 96]`` with C = 3 (deltas), 2 (stereo) or 6 (both). VGGish itself takes
+``[96 frames, 64 bands]``; ``network/vggish.py`` transposes.
 
 Paths: an empty string means "derived" (see ``datafiles.Paths``); relative paths are taken
 from the repository root, never from the working directory.
@@ -32,19 +33,27 @@ FFMPEG_TIMEOUT_SECONDS = 300     # per file; a hung decode is listed as failed, 
 FFMPEG_BATCH_FILES = 8           # step 02: files per ffmpeg process (its start-up is most of a
                                  # clip's cost); a batch that fails is redone file by file; 1 = off
 
-# ---------------------------------------------------------------- audio front end (VGGish)
-SAMPLE_RATE_HZ = 16000           # tracks are stored and analysed at this rate, mono
-STFT_WINDOW_SECONDS = 0.025      # 400 samples, periodic Hann
-STFT_HOP_SECONDS = 0.010         # 160 samples
-FFT_LENGTH = 512                 # VGGish: next power of two above the window
-NUM_MEL_BANDS = 64
-MEL_MIN_HZ = 125.0
-MEL_MAX_HZ = 7500.0
-LOG_OFFSET = 0.01                # log(mel + LOG_OFFSET)
-PATCH_FRAMES = 96                # 0.96 s per patch
-PATCH_HOP_FRAMES = 96            # non-overlapping patches; an incomplete last patch is dropped
-FEATURE = "mel"                  # mel | gam | cqt
-DELTAS = False                   # add delta and delta-delta channels: [n, 3, 64, 96]
+# ---------------------------------------------------------------- audio front end
+# One named preset fixes the sample rate, the channel policy, the analysis and the patch
+# length (audio.PRESETS). Each key below defaults to None = "the preset's value"; a key that
+# is set overrides it, is recorded in features.json, and names its own feature folder.
+FRONT_END = "vggish"             # preset: vggish = 16 kHz mono, 25/10 ms, 512-pt FFT, 64 HTK
+                                 # mel bands 125-7500 Hz, log(x + 0.01), 96-frame patches
+FEATURE = "mel"                  # filterbank: mel | gam (gammatone) | cqt (constant-Q)
+DELTAS = False                   # add delta and delta-delta channels: [n, 3, bands, frames]
+SAMPLE_RATE_HZ = None            # wavs (step 02) and analysis (step 03), Hz
+AUDIO_CHANNELS = None            # mono (mix down) | first (channel 0) | stereo (keep two)
+STFT_WINDOW_SECONDS = None       # periodic Hann window; a whole number of samples
+STFT_HOP_SECONDS = None          # one frame
+FFT_LENGTH = None                # >= the window in samples
+NUM_BANDS = None                 # filterbank bands (the patches' height)
+BAND_MIN_HZ = None               # mel: lower edge of the first band; gam: its centre
+BAND_MAX_HZ = None               # mel: upper edge of the last band; gam: its centre
+LOG_OFFSET = None                # log(x + LOG_OFFSET)
+PATCH_FRAMES = None              # frames per patch (vggish: 96 = 0.96 s)
+PATCH_HOP_FRAMES = None          # frames between patch starts; an incomplete last patch is dropped
+CQT_MIN_HZ = None                # cqt: centre of the lowest band
+CQT_BINS_PER_OCTAVE = None       # cqt: bands per octave
 FEATURE_DTYPE = "float16"        # float16 | float32 on disk (computed in float32)
 SHORT_TRACK_POLICY = "pad"       # tracks shorter than one patch: "pad" (zero-pad to one patch) | "drop"
 
@@ -78,10 +87,14 @@ LABEL_SMOOTHING = 0.0
 BALANCED_SAMPLING = False        # sample patches so each class is drawn equally often
 MINIVAL_FRACTION = 0.1           # tracks carved from TRAIN_SPLIT to pick the "best" checkpoint
 EVAL_CHECKPOINT = "best"         # best (by minival track top-1) | last: the checkpoint that scores
+INIT_CHECKPOINT = ""             # "" = random initialisation; a checkpoint whose body weights start
+                                 # the model (the head, sized for these classes, starts afresh)
+FREEZE_BODY_EPOCHS = 0           # train only the head for this many first epochs
+BODY_LR_SCALE = 1.0              # the body's learning rate as a multiple of the head's
 CHANNELS_LAST = True             # channels-last memory format: slim_cnn trains ~1.3x faster on this CPU
 AMP = True                       # automatic mixed precision (CUDA only)
 LOADER_WORKERS = 0               # DataLoader worker processes
-SEED = 0
+SEED = 0                         # every random draw: demo data (step 00), minival, training
 DEVICE = "auto"                  # auto | cpu | cuda
 
 # ---------------------------------------------------------------- demo video classifier
@@ -89,6 +102,10 @@ VIDEO_MODEL = "tiny_video_cnn"   # network for scripts/train_demo_video_model.py
 VIDEO_FRAME_SIZE_PIXELS = 32     # frames decoded at this height and width
 VIDEO_FRAMES_PER_SECOND = 4
 VIDEO_EPOCHS = 25
+VIDEO_BATCH_SIZE = 16
+VIDEO_LEARNING_RATE = 5e-3       # peak of the one-cycle schedule
+VIDEO_WEIGHT_DECAY = 1e-2
+VIDEO_LABEL_SMOOTHING = 0.1
 VIDEO_NAME = "demo_video_cnn"    # video_classification_results/<VIDEO_NAME>_<split>_scores.npy
 
 # ---------------------------------------------------------------- fusion

@@ -6,6 +6,7 @@ disk has its row order beside it (an ids ``.txt``, one id per line, or an ``ids`
 Writes are atomic: a temporary ``<name>.partial`` in the same folder, then a rename, so a
 killed run never leaves a half-written file under a final name.
 """
+import json
 import os
 import platform
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+import audio
 import cli
 
 PARTIAL_SUFFIX = ".partial"
@@ -43,9 +45,25 @@ class Paths:
         self.video_results = out / "video_classification_results" / cfg.dataset
 
     @property
+    def front_end(self):
+        """The audio.FrontEnd the settings resolve to (preset + overrides)."""
+        return audio.front_end_from_settings(self.cfg)
+
+    @property
+    def audio_dir(self):
+        """Step 02's wavs for this front end's rate and channel policy:
+        <audio_root>/<rate>hz_<channels>/ (e.g. 16000hz_mono)."""
+        return self.audio_root / self.front_end.audio_folder
+
+    @property
+    def audio_lists(self):
+        """Prefix of step 02's lists: <split>_<audio_folder>_{audio,no_audio,failed}.txt."""
+        return self.front_end.audio_folder
+
+    @property
     def feature_name(self):
-        """Folder name of the configured front end: mel, gam, cqt, with _deltas if enabled."""
-        return self.cfg.feature + ("_deltas" if self.cfg.deltas else "")
+        """Folder name of the resolved front end, e.g. vggish_mel, vggish_mel_deltas."""
+        return self.front_end.name
 
     @property
     def feature_dir(self):
@@ -59,8 +77,13 @@ class Paths:
         return self.file_lists / f"{split}_videos.txt"
 
     def stage_list(self, split, what):
-        """file_lists/<dataset>/<split>_<what>.txt, e.g. what = audio, no_audio, failed."""
+        """file_lists/<dataset>/<split>_<what>.txt, e.g. what = unlisted, vggish_mel_skipped."""
         return self.file_lists / f"{split}_{what}.txt"
+
+    def audio_list(self, split, what="audio"):
+        """Step 02's lists for this front end's wavs: what = audio (ids with a wav),
+        no_audio, failed; e.g. file_lists/demo/val_16000hz_mono_audio.txt."""
+        return self.stage_list(split, f"{self.audio_lists}_{what}")
 
     def datalist(self, split, feature_name=None):
         return self.datalists / f"{feature_name or self.feature_name}_{split}.npz"
@@ -137,6 +160,19 @@ def read_video_list(path):
     return ids, np.asarray(labels, dtype=np.int64)
 
 
+def labels_for(video_list_path, ids):
+    """The labels of `ids`, looked up by id in a ``<split>_videos.txt`` -> int64 [len(ids)].
+
+    Raises ValueError naming the list and the first id it lacks."""
+    video_ids, video_labels = read_video_list(video_list_path)
+    label_of = dict(zip(video_ids, video_labels.tolist()))
+    missing = [i for i in ids if i not in label_of]
+    if missing:
+        raise ValueError(f"{video_list_path}: no label for {len(missing)} of {len(ids)} ids, "
+                         f"e.g. {missing[:5]}")
+    return np.asarray([label_of[i] for i in ids], dtype=np.int64)
+
+
 def read_reasons(path):
     """`id<TAB>reason` lines -> dict; a missing file is an empty dict."""
     if not Path(path).exists():
@@ -198,14 +234,21 @@ def save_npz(path, **arrays):
 
 # ---------------------------------------------------------------- score files
 
-def ids_path_for(npy_path):
-    """The ids file that gives the row order of a score array.
+CONTRACT_ARRAYS = ("scores", "logits", "embedding")   # per-example arrays of a trained model
 
-    ``x_scores.npy`` -> ``x_ids.txt``; any other ``y.npy`` -> ``y_ids.txt``.
+
+def ids_path_for(npy_path):
+    """The ids file that gives the row order of a per-example array.
+
+    ``x_scores.npy``, ``x_logits.npy``, ``x_embedding.npy`` -> ``x_ids.txt`` (the output
+    contract: one ids file per split); any other ``y.npy`` -> ``y_ids.txt``.
     """
     npy_path = Path(npy_path)
     stem = npy_path.stem
-    stem = stem[: -len("_scores")] if stem.endswith("_scores") else stem
+    for what in CONTRACT_ARRAYS:
+        if stem.endswith(f"_{what}"):
+            stem = stem[: -len(what) - 1]
+            break
     return npy_path.with_name(f"{stem}_ids.txt")
 
 
@@ -234,6 +277,41 @@ def load_scores(path, ids_path=None, n_classes=None):
         if len(ids) != len(scores):
             raise ValueError(f"{path}: {len(scores)} rows but {ids_path} has {len(ids)} ids")
     return scores.astype(np.float32, copy=False), ids
+
+
+# ---------------------------------------------------------------- front-end records
+
+FEATURES_RECORD = "features.json"
+
+
+def feature_record(fe, feature_dtype, short_track_policy):
+    """What features.json holds: the resolved front end and the two storage choices that
+    also decide the files' content."""
+    return {"front_end": fe.to_dict(), "feature_dtype": feature_dtype,
+            "short_track_policy": short_track_policy}
+
+
+def read_feature_record(feature_dir):
+    """features.json of a feature folder -> (record dict, its audio.FrontEnd).
+
+    Raises ValueError naming the file when it is missing or not a front-end record."""
+    path = Path(feature_dir) / FEATURES_RECORD
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: run step 03 with the same front-end "
+                         "settings first")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return record, audio.FrontEnd.from_dict(record["front_end"], where=str(path))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a features record ({e})") from None
+
+
+def check_front_end(found, expected, where_found, where_expected):
+    """Raise ValueError naming every differing key (both values, both sources) unless the
+    two audio.FrontEnds are the same."""
+    diff = audio.describe_difference(found, expected, where_found, where_expected)
+    if diff:
+        raise ValueError(f"front ends differ: {diff}")
 
 
 # ---------------------------------------------------------------- videos on disk

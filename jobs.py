@@ -7,7 +7,7 @@ filesystem with ``--shard K/N`` all see the same truth:
 - ``<out_root>/<id><suffix>``  the output, written atomically (temp name + rename);
 - ``<out_root>/<id>.status``   only for the unusual: ``status<TAB>reason`` where status is
   ``no_audio``, ``failed`` or ``dropped`` (no output) or a note on an output
-  (``padded``, ``silent``).
+  (``padded``, ``silent``, ``mono``).
 
 A rerun skips ids whose output exists, and ids whose status is final (``no_audio``,
 ``dropped``); ``failed`` ids are retried. Memory is bounded by the number of workers: outcomes
@@ -25,7 +25,7 @@ import datafiles
 
 STATUS_SUFFIX = ".status"
 FINAL_WITHOUT_OUTPUT = ("no_audio", "dropped")  # not retried
-NOTES = ("padded", "silent")                    # an output exists, with a remark
+NOTES = ("padded", "silent", "mono")            # an output exists, with a remark
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Outcome:
     id: str
     status: str          # done | exists | no_audio | failed | dropped
     reason: str = ""     # one line; for done, an optional note ("padded: 0.50 s of audio")
-    note: str = ""       # done with a remark: padded | silent
+    note: str = ""       # done with a remark: padded | silent | mono
 
 
 def status_path(out_root, video_id):

@@ -5,8 +5,9 @@ temporary files), and every failure becomes a ``MediaError`` whose ``kind`` says
 video simply has no sound (``no_audio``) or could not be read (``failed``), with a one-line
 reason taken from ffmpeg's stderr.
 
-Resampling and downmixing happen inside ffmpeg (libswresample with its default filter;
-stereo and 5.1 are mixed down by ffmpeg's standard matrix).
+Resampling and the channel policy happen inside ffmpeg (libswresample with its default
+filter): "mono" mixes every channel down by ffmpeg's standard matrix, "first" keeps channel
+0 alone (the pan filter), "stereo" keeps two channels (mono duplicated, 5.1 mixed down).
 """
 import os
 import shutil
@@ -58,28 +59,48 @@ def _input_args(path):
     return [*_QUIET, *_input(path)]
 
 
-def _audio_output_args(input_index, sample_rate, out, fmt="s16le"):
-    """ffmpeg output options: the first audio stream of input `input_index`, mono PCM16."""
-    return ["-map", f"{input_index}:a:0", "-vn", "-sn", "-dn", "-ac", "1",
+CHANNEL_ARGS = {"mono": ["-ac", "1"], "first": ["-af", "pan=mono|c0=c0"],
+                "stereo": ["-ac", "2"]}
+
+
+def n_channels(channels):
+    """Channels that a channel policy decodes to (CHANNEL_ARGS)."""
+    if channels not in CHANNEL_ARGS:
+        raise ValueError(f"unknown channel policy {channels!r}; choose one of "
+                         f"{', '.join(CHANNEL_ARGS)}")
+    return 2 if channels == "stereo" else 1
+
+
+def _audio_output_args(input_index, sample_rate, channels, out, fmt="s16le"):
+    """ffmpeg output options: the first audio stream of input `input_index`, PCM16 under a
+    channel policy (CHANNEL_ARGS)."""
+    n_channels(channels)
+    return ["-map", f"{input_index}:a:0", "-vn", "-sn", "-dn", *CHANNEL_ARGS[channels],
             "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", fmt, "-y", out]
 
 
-def audio_command(ffmpeg, path, sample_rate, out="pipe:1", fmt="s16le"):
-    """argv that decodes the first audio stream of `path` to mono PCM16 at `sample_rate`."""
-    return batch_audio_command(ffmpeg, [path], sample_rate, [out], fmt)
+def audio_command(ffmpeg, path, sample_rate, channels="mono", out="pipe:1", fmt="s16le"):
+    """argv that decodes the first audio stream of `path` to PCM16 at `sample_rate`."""
+    return batch_audio_command(ffmpeg, [path], sample_rate, [out], channels, fmt)
 
 
-def batch_audio_command(ffmpeg, paths, sample_rate, outs, fmt="s16le"):
-    """argv of ONE ffmpeg that decodes the first audio stream of each of `paths` to mono
-    PCM16 at `sample_rate`, input i to outs[i]."""
+def batch_audio_command(ffmpeg, paths, sample_rate, outs, channels="mono", fmt="s16le"):
+    """argv of ONE ffmpeg that decodes the first audio stream of each of `paths` to PCM16
+    at `sample_rate` under a channel policy, input i to outs[i]."""
     if len(paths) != len(outs):
         raise ValueError(f"{len(paths)} inputs but {len(outs)} outputs")
     argv = [ffmpeg, *_QUIET]
     for path in paths:
         argv += _input(path)
     for i, out in enumerate(outs):
-        argv += _audio_output_args(i, sample_rate, out, fmt)
+        argv += _audio_output_args(i, sample_rate, channels, out, fmt)
     return argv
+
+
+def _samples(raw, channels):
+    """Raw little-endian PCM16 -> int16 [n] (one channel) or [n, 2] (stereo)."""
+    x = np.frombuffer(raw, dtype="<i2")
+    return x if n_channels(channels) == 1 else x[: len(x) // 2 * 2].reshape(-1, 2)
 
 
 def _reason(stderr):
@@ -108,22 +129,23 @@ def _run(argv, path, timeout_s):
     return proc
 
 
-def decode_audio(path, sample_rate=16000, ffmpeg="imageio", timeout_s=300):
-    """The first audio stream of a media file as mono int16 samples at `sample_rate`.
+def decode_audio(path, sample_rate=16000, ffmpeg="imageio", timeout_s=300, channels="mono"):
+    """The first audio stream of a media file as int16 samples at `sample_rate`.
 
     Returns:
-      np.ndarray int16 [n_samples]; may be empty if the stream decodes to nothing.
+      np.ndarray int16 [n_samples] (mono, first) or [n_samples, 2] (stereo).
     Raises:
       MediaError('no_audio', ...) when the file has no audio stream,
       MediaError('failed', ...) when it cannot be read.
     """
-    proc = _run(audio_command(ffmpeg_binary(ffmpeg), path, sample_rate), path, timeout_s)
+    proc = _run(audio_command(ffmpeg_binary(ffmpeg), path, sample_rate, channels), path,
+                timeout_s)
     err = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
         if "matches no streams" in err:
             raise MediaError("no_audio", "no audio stream")
         raise MediaError("failed", _reason(proc.stderr))
-    samples = np.frombuffer(proc.stdout, dtype="<i2")
+    samples = _samples(proc.stdout, channels)
     if samples.size == 0:
         # A stream that decodes to nothing (ffmpeg may still exit 0): say why if it said.
         raise MediaError("failed", "audio stream decodes to 0 samples"
@@ -131,7 +153,8 @@ def decode_audio(path, sample_rate=16000, ffmpeg="imageio", timeout_s=300):
     return samples
 
 
-def decode_audio_batch(paths, sample_rate=16000, ffmpeg="imageio", timeout_s=300):
+def decode_audio_batch(paths, sample_rate=16000, ffmpeg="imageio", timeout_s=300,
+                       channels="mono"):
     """The first audio streams of several files from ONE ffmpeg process.
 
     ffmpeg's start-up (~35 ms for the static build, most of a 10 s clip's cost) is paid once
@@ -139,7 +162,7 @@ def decode_audio_batch(paths, sample_rate=16000, ffmpeg="imageio", timeout_s=300
     others); the samples are identical to decode_audio's, file by file.
 
     Returns:
-      list of int16 arrays [n_samples], one per path.
+      list of int16 arrays [n_samples] ([n_samples, 2] for stereo), one per path.
     Raises:
       MediaError('failed', reason) if ffmpeg fails for any of them (a missing audio stream
       included) or one decodes to nothing: the caller then decodes them one by one to learn
@@ -147,7 +170,7 @@ def decode_audio_batch(paths, sample_rate=16000, ffmpeg="imageio", timeout_s=300
     """
     pipes = [os.pipe() for _ in paths]
     argv = batch_audio_command(ffmpeg_binary(ffmpeg), paths, sample_rate,
-                               [f"pipe:{w}" for _, w in pipes])
+                               [f"pipe:{w}" for _, w in pipes], channels)
     chunks = [[] for _ in paths]
 
     def drain(i, fd):
@@ -176,7 +199,7 @@ def decode_audio_batch(paths, sample_rate=16000, ffmpeg="imageio", timeout_s=300
             t.join()
     if proc.returncode != 0:
         raise MediaError("failed", _reason(err))
-    out = [np.frombuffer(b"".join(c), dtype="<i2") for c in chunks]
+    out = [_samples(b"".join(c), channels) for c in chunks]
     if any(a.size == 0 for a in out):
         raise MediaError("failed", "an audio stream decoded to 0 samples")
     return out
@@ -204,9 +227,10 @@ def decode_frames(path, size_pixels, frames_per_second, ffmpeg="imageio", timeou
 
 
 def write_wav(path, samples, sample_rate):
-    """Write int16 mono samples as a PCM16 wav (caller makes it atomic)."""
+    """Write int16 samples [n] or [n, channels] as a PCM16 wav (caller makes it atomic)."""
+    samples = np.asarray(samples)
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
         w.setsampwidth(2)
         w.setframerate(int(sample_rate))
         w.writeframes(np.asarray(samples, dtype="<i2").tobytes())

@@ -1,24 +1,33 @@
-"""Train an audio classifier on log-mel patches, then score the evaluated split(s).
+"""Train a classifier with the shared training loop, then score the evaluated split(s).
 
-Reads  datalists/<dataset>/<feature>_<split>.npz (step 04), the feature files (step 03),
+Reads  datalists/<dataset>/<name>_<split>.npz (step 04; <name> = the resolved front end's
+       folder, e.g. vggish_mel), the feature files and features.json (step 03),
        file_lists/<dataset>/classes.txt
 Writes runs/<dataset>/<run>/last.pt, best.pt   checkpoints holding the model, optimizer,
                                                scheduler, RNG and epoch state, the config,
-                                               the classes, git commit and package versions
+                                               the front end (features.json's), the classes,
+                                               git commit and package versions
        runs/<dataset>/<run>/log.csv            one row per epoch
-       runs/<dataset>/<run>/tensorboard/       loss, lr, minival patch/track top-1/top-5
-       npy_files/<dataset>/<run>/<split>_patch_logits.npy  float32 [n_patches, n_classes]
-       npy_files/<dataset>/<run>/<split>_patch_track.npy   int64 [n_patches]: row of the
-                                                           patch's track in ..._track_ids.txt
-       npy_files/<dataset>/<run>/<split>_track_ids.txt     track ids (datalist order)
-       npy_files/<dataset>/<run>/<split>_embeddings.npy    float32 [n_tracks, d], mean of the
-                                                           patch embeddings (+ _ids.txt)
-       npy_files/<dataset>/<run>/<split>_audio_scores.npy  float32 [n_tracks, n_classes], mean
-                                                           of patch probabilities (+ _ids.txt)
+       runs/<dataset>/<run>/tensorboard/       loss, lr, minival metrics, scored splits
+       npy_files/<dataset>/<run>/              the output contract, per scored split, rows in
+                                               <split>_ids.txt order (datalist order):
+         <split>_scores.npy     float32 [n, n_classes]  mean of the patches' softmax
+         <split>_logits.npy     float32 [n, n_classes]  mean of the patches' logits
+         <split>_embedding.npy  float32 [n, d]          mean of the patches' embeddings
+         <split>_labels.npy     int64 [n]               (-1 = unlabelled)
+         <split>_ids.txt        one id per line
+         <split>_patch_logits.npy  float32 [n_patches, n_classes]  per patch, tracks' patches
+         <split>_patch_track.npy   int64 [n_patches]  row in <split>_ids.txt of each patch
+       train.py is the one writer of these files; step 05 reads and reports them.
 
-Each patch inherits its track's label. The "best" checkpoint is chosen by track top-1 on a
-minival carved from TRAIN_SPLIT (MINIVAL_FRACTION of its tracks, per class), never on the
-evaluated split; EVAL_CHECKPOINT picks best or last for scoring.
+The loop (``fit``) is shared by every objective: it takes a model, a training loader and a
+*task* (``AudioClassification`` here) that supplies the batch augmentation, the loss, the
+minival metric that picks the "best" checkpoint and the scorer. Each patch inherits its
+track's label. "best" is chosen on a minival carved from TRAIN_SPLIT (MINIVAL_FRACTION of its
+tracks, per class), never on the evaluated split; EVAL_CHECKPOINT picks best or last.
+INIT_CHECKPOINT starts the model's body from a checkpoint (its head, sized for these classes,
+starts afresh); FREEZE_BODY_EPOCHS trains the head alone at first; BODY_LR_SCALE sets the
+body's learning rate relative to the head's.
 
 One CPU or GPU:  python train.py --dataset demo --feature mel --model slim_cnn --epochs 12 --run r1
 Several GPUs:    torchrun --nproc_per_node=4 -- train.py ... (DDP, one process per GPU; the
@@ -40,18 +49,19 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from torch.utils.tensorboard import SummaryWriter
 
+import audio
 import cli
 import datafiles
 import metrics
 import network
 from AudioDataLoader import Datalist, PatchDataset, minival_split
 
-TRAIN_KEYS = ["SPLITS", "TRAIN_SPLIT", "EVAL_SPLIT", "FEATURE_ROOT", "FEATURE", "DELTAS", "PACKED",
+TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "RUN", "MODEL", "EPOCHS", "BATCH_SIZE", "OPTIMIZER", "LEARNING_RATE",
               "WEIGHT_DECAY", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
               "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
-              "TIME_SHIFT_FRAMES",
-              "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION", "EVAL_CHECKPOINT",
+              "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
+              "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "FREEZE_BODY_EPOCHS", "BODY_LR_SCALE",
               "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "SEED", "DEVICE"]
 
 
@@ -98,6 +108,11 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def autocast(env, cfg):
+    return torch.autocast("cuda", dtype=torch.float16,
+                          enabled=env.device.type == "cuda" and cfg.amp)
+
+
 # ---------------------------------------------------------------- sampling and augmentation
 
 class BalancedSampler(Sampler):
@@ -124,9 +139,9 @@ class BalancedSampler(Sampler):
 
 
 def spec_augment(x, time_frames, freq_bands, gen):
-    """Zero one random time band (<= time_frames) and one mel band (<= freq_bands) per patch.
+    """Zero one random time band (<= time_frames) and one band (<= freq_bands) per patch.
 
-    x: [B, C, 64 bands, 96 frames]; gen: torch.Generator (CPU) for reproducible masks.
+    x: [B, C, bands, frames]; gen: torch.Generator (CPU) for reproducible masks.
     """
     b, _, n_bands, n_frames = x.shape
 
@@ -153,37 +168,76 @@ def time_shift(x, max_frames, gen):
 
 
 def soft_targets(labels, n_classes, smoothing):
+    """One-hot targets [B, n_classes] with label smoothing (`smoothing` spread evenly)."""
     t = F.one_hot(labels, n_classes).float()
     return t * (1 - smoothing) + smoothing / n_classes
 
 
-# ---------------------------------------------------------------- schedule
-
-def make_scheduler(optimizer, cfg, steps_per_epoch):
-    warmup = max(1, int(round(cfg.warmup_epochs * steps_per_epoch))) if cfg.warmup_epochs else 0
-    total = cfg.epochs * steps_per_epoch
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-        return cfg.step_gamma ** (step // (cfg.step_epochs * steps_per_epoch))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def mixup(x, target, alpha, gen, beta):
+    """Mix each example with another of the batch: lam x + (1 - lam) x[perm], same for the
+    targets; lam ~ Beta(alpha, alpha) from the numpy generator `beta`, perm from `gen`."""
+    lam = float(beta.beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=gen)
+    return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
 
 
-def make_optimizer(model, cfg):
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+def kl_loss(logits, target):
+    """KL(target || softmax(logits)), mean over the batch: cross-entropy minus the targets'
+    entropy, so the same gradients, and 0 at a perfect fit; the two-phase paper's loss for
+    soft (mixup) targets."""
+    return F.kl_div(F.log_softmax(logits.float(), dim=1), target, reduction="batchmean")
 
 
-# ---------------------------------------------------------------- evaluation
+# ---------------------------------------------------------------- the audio task
+
+class AudioClassification:
+    """Audio classification on patches: a task of the shared loop.
+
+    Supplies what ``fit`` and ``score_split`` need:
+      batch(batch, gen, beta)  -> (inputs, soft targets), augmented on the CPU: time shift,
+                                  SpecAugment, label smoothing, mixup (as configured)
+      loss(outputs, targets)   -> scalar (KL divergence to the soft targets)
+      minival(model, env)      -> {"track_top1", "track_top5", "patch_top1"} on the minival
+                                  tracks; ``select`` names the one that picks "best"
+      score_split(...)         -> the output contract of one split (see the module docstring)
+    """
+    select = "track_top1"       # higher is better
+
+    def __init__(self, cfg, n_classes, full_train, minival_rows):
+        self.cfg, self.n_classes = cfg, n_classes
+        self.full_train, self.minival_rows = full_train, minival_rows
+
+    def batch(self, batch, gen, beta):
+        x, y, _ = batch
+        cfg = self.cfg
+        if cfg.time_shift_frames > 0:
+            x = time_shift(x, cfg.time_shift_frames, gen)
+        if cfg.spec_augment:
+            x = spec_augment(x, cfg.time_mask_frames, cfg.freq_mask_bands, gen)
+        target = soft_targets(y, self.n_classes, cfg.label_smoothing)
+        if cfg.mixup_alpha > 0:
+            x, target = mixup(x, target, cfg.mixup_alpha, gen, beta)
+        return x, target
+
+    def loss(self, outputs, target):
+        return kl_loss(outputs["logits"], target)
+
+    def minival(self, model, env):
+        if not len(self.minival_rows):
+            return {}
+        out = predict(model, self.full_train, self.minival_rows, env, self.cfg, "minival")
+        return track_metrics(out, self.minival_rows, self.full_train.datalist.labels)
+
+    def score_split(self, model, env, split, dataset, out_dir):
+        """Score every track of `dataset`; on the main rank write the contract. -> metrics."""
+        out = predict(model, dataset, np.arange(len(dataset.datalist)), env, self.cfg,
+                      f"score {split}")
+        if not env.main:
+            return {}
+        return save_contract(out_dir, split, dataset.datalist.ids, dataset.datalist.labels, out)
+
+
+# ---------------------------------------------------------------- prediction and outputs
 
 @torch.no_grad()
 def predict(model, dataset, tracks, env, cfg, desc):
@@ -191,7 +245,7 @@ def predict(model, dataset, tracks, env, cfg, desc):
 
     Under DDP each rank takes tracks[rank::world] (no sampler padding, so no duplicates);
     the results are gathered on every rank and returned in datalist row order.
-    Returns: (patch_logits [P, C], patch_embeddings [P, D], patch_track [P]) as numpy.
+    Returns: {"logits" [P, C], "embedding" [P, D], "track" [P]} as numpy.
     """
     mine = np.asarray(tracks)[env.rank::env.world]
     sub = PatchDataset(dataset.datalist, dataset.feature_dir, mine, dataset.packed_path)
@@ -199,7 +253,8 @@ def predict(model, dataset, tracks, env, cfg, desc):
                         num_workers=cfg.loader_workers)
     model.eval()
     logits, embs, rows = [], [], []
-    for x, _, t in cli.progress(loader, desc=desc, leave=False, disable=not env.main):
+    for x, _, t in cli.progress(loader, desc=desc, leave=False, disable=not env.main,
+                                unit="batch"):
         x = x.to(env.device, non_blocking=True)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -214,37 +269,130 @@ def predict(model, dataset, tracks, env, cfg, desc):
     parts = [p for p in env.gather(part) if len(p[2])]
     logit, emb, track = (np.concatenate([p[i] for p in parts]) for i in range(3))
     order = np.argsort(track, kind="stable")  # patches of a track stay in time order
-    return logit[order], emb[order], track[order]
+    return {"logits": logit[order], "embedding": emb[order], "track": track[order]}
 
 
-def track_metrics(patch_logits, patch_track, tracks, labels):
-    """Patch and track top-1/top-5 (percent) for datalist rows `tracks`."""
-    remap = np.searchsorted(tracks, patch_track)
-    scores = metrics.track_scores(patch_logits, remap, len(tracks))
-    return {"patch_top1": metrics.topk_accuracy(patch_logits, labels[patch_track], 1),
+def track_metrics(out, tracks, labels):
+    """Patch and track top-1/top-5 (percent) of predict()'s output for datalist rows
+    `tracks` (labels: of every datalist row)."""
+    remap = np.searchsorted(tracks, out["track"])
+    scores = metrics.track_scores(out["logits"], remap, len(tracks))
+    return {"patch_top1": metrics.topk_accuracy(out["logits"], labels[out["track"]], 1),
             "track_top1": metrics.topk_accuracy(scores, labels[tracks], 1),
             "track_top5": metrics.topk_accuracy(scores, labels[tracks], 5)}
 
 
-def autocast(env, cfg):
-    return torch.autocast("cuda", dtype=torch.float16,
-                          enabled=env.device.type == "cuda" and cfg.amp)
+def save_contract(out_dir, split, ids, labels, out):
+    """Write a split's output contract from predict()'s patch outputs over ALL its rows
+    (out["track"] indexes `ids`). -> {"n", "track_top1", "track_top5", "patch_top1"}."""
+    n, track = len(ids), out["track"]
+    files = {"scores": metrics.track_scores(out["logits"], track, n),
+             "logits": metrics.track_mean(out["logits"], track, n),
+             "embedding": metrics.track_mean(out["embedding"], track, n)}
+    for what, array in files.items():
+        datafiles.save_npy(out_dir / f"{split}_{what}.npy", array)
+    datafiles.save_npy(out_dir / f"{split}_labels.npy", np.asarray(labels, np.int64))
+    datafiles.save_npy(out_dir / f"{split}_patch_logits.npy", out["logits"].astype(np.float32))
+    datafiles.save_npy(out_dir / f"{split}_patch_track.npy", track.astype(np.int64))
+    datafiles.write_lines(out_dir / f"{split}_ids.txt", ids)
+    return {"n": n, **track_metrics(out, np.arange(n), np.asarray(labels))}
 
 
-def save_split_outputs(out_dir, split, datalist, patch_logits, patch_embs, patch_track):
-    """Write a split's per-patch logits, per-track embeddings and track scores (with ids)."""
-    n = len(datalist)
-    ids = datalist.ids
-    datafiles.save_npy(out_dir / f"{split}_patch_logits.npy", patch_logits.astype(np.float32))
-    datafiles.save_npy(out_dir / f"{split}_patch_track.npy", patch_track.astype(np.int64))
-    datafiles.write_lines(out_dir / f"{split}_track_ids.txt", ids)
-    datafiles.save_npy(out_dir / f"{split}_embeddings.npy",
-                       metrics.track_mean(patch_embs, patch_track, n))
-    datafiles.write_lines(datafiles.ids_path_for(out_dir / f"{split}_embeddings.npy"), ids)
-    scores = metrics.track_scores(patch_logits, patch_track, n)
-    datafiles.save_npy(out_dir / f"{split}_audio_scores.npy", scores)
-    datafiles.write_lines(datafiles.ids_path_for(out_dir / f"{split}_audio_scores.npy"), ids)
-    return scores
+# ---------------------------------------------------------------- optimisation
+
+def make_scheduler(optimizer, cfg, steps_per_epoch):
+    """Warm-up, then cosine or step decay; a factor on every parameter group's own lr."""
+    warmup = max(1, int(round(cfg.warmup_epochs * steps_per_epoch))) if cfg.warmup_epochs else 0
+    total = cfg.epochs * steps_per_epoch
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        return cfg.step_gamma ** (step // (cfg.step_epochs * steps_per_epoch))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_optimizer(model, cfg):
+    """AdamW or SGD over four groups: body / head x weights (decayed) / biases and norms
+    (not decayed); the body's learning rate is BODY_LR_SCALE x the head's."""
+    groups = []
+    for part, scale in (("body", cfg.body_lr_scale), ("head", 1.0)):
+        params = network.body_and_head(model)[part]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.ndim > 1) == decay]
+            if chosen:
+                groups.append({"params": chosen, "lr": cfg.learning_rate * scale,
+                               "weight_decay": cfg.weight_decay if decay else 0.0,
+                               "name": f"{part}_{'decay' if decay else 'no_decay'}"})
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def freeze_body(model, frozen):
+    """Body parameters stop (or resume) receiving gradients; a frozen body's batch norms
+    also keep their running statistics (eval mode). Call after model.train()."""
+    body = set(map(id, network.body_and_head(model)["body"]))
+    for p in model.parameters():
+        if id(p) in body:
+            p.requires_grad_(not frozen)
+    if frozen:
+        head = network.head_prefixes(model)
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not name.startswith(head):
+                m.eval()
+
+
+def wrap_ddp(model, env):
+    """The model as DDP sees it (only parameters that require gradients take part)."""
+    if env.world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+
+
+# Fault injection for the kill-and-resume test: sleep this long after each step. 0 normally.
+_PAUSE_EACH_STEP_S = float(os.environ.get("SOUNDTRACK_PAUSE_EACH_STEP_S", "0"))
+
+
+def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg, epoch):
+    """One pass over the loader. Every random draw of the epoch (dropout, masks, mixup) comes
+    from generators seeded by (SEED, epoch, rank), so a resumed run repeats it exactly.
+    Returns the mean loss over all ranks."""
+    torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + env.rank)
+    gen = torch.Generator().manual_seed(cfg.seed * 100_019 + epoch * 103 + env.rank)
+    beta = np.random.default_rng([cfg.seed, epoch, env.rank])
+    total, count = 0.0, 0
+    bar = cli.progress(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                       disable=not env.main, unit="step")
+    for batch in loader:
+        x, target = task.batch(batch, gen, beta)
+        x = x.to(env.device, non_blocking=True)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = target.to(env.device)
+        with autocast(env, cfg):
+            outputs = model(x)
+        loss = task.loss(outputs, target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.item() * len(x)
+        count += len(x)
+        bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
+        bar.update()
+        if _PAUSE_EACH_STEP_S:
+            time.sleep(_PAUSE_EACH_STEP_S)
+    bar.close()
+    stats = torch.tensor([total, count], dtype=torch.float64, device=env.device)
+    if env.world > 1:
+        dist.all_reduce(stats)
+    return float(stats[0] / stats[1])
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -257,107 +405,45 @@ def load_checkpoint(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=False)
 
 
-# ---------------------------------------------------------------- training
-
-# Fault injection for the kill-and-resume test: sleep this long after each step. 0 normally.
-_PAUSE_EACH_STEP_S = float(os.environ.get("SOUNDTRACK_PAUSE_EACH_STEP_S", "0"))
-
-
-def train_one_epoch(model, loader, optimizer, scheduler, scaler, env, cfg, epoch, n_classes):
-    """One pass over the loader. Every random draw of the epoch (dropout, masks, mixup) comes
-    from generators seeded by (SEED, epoch, rank), so a resumed run repeats it exactly."""
-    model.train()
-    torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + env.rank)
-    gen = torch.Generator().manual_seed(cfg.seed * 100_019 + epoch * 103 + env.rank)
-    beta = np.random.default_rng([cfg.seed, epoch, env.rank])
-    total, count = 0.0, 0
-    bar = cli.progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                       disable=not env.main)
-    for x, y, _ in bar:
-        if cfg.time_shift_frames > 0:
-            x = time_shift(x, cfg.time_shift_frames, gen)
-        if cfg.spec_augment:
-            x = spec_augment(x, cfg.time_mask_frames, cfg.freq_mask_bands, gen)
-        target = soft_targets(y, n_classes, cfg.label_smoothing)
-        if cfg.mixup_alpha > 0:
-            lam = float(beta.beta(cfg.mixup_alpha, cfg.mixup_alpha))
-            perm = torch.randperm(len(x), generator=gen)
-            x = lam * x + (1 - lam) * x[perm]
-            target = lam * target + (1 - lam) * target[perm]
-        x = x.to(env.device, non_blocking=True)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        target = target.to(env.device)
-        with autocast(env, cfg):
-            logits = model(x)["logits"]
-        log_p = F.log_softmax(logits.float(), dim=1)
-        # KL(target || p) = cross-entropy minus the targets' entropy: same gradients, and 0
-        # at a perfect fit, which is the two-phase paper's loss for soft (mixup) targets
-        loss = F.kl_div(log_p, target, reduction="batchmean")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        total += loss.item() * len(x)
-        count += len(x)
-        bar.set_postfix(loss=f"{total / count:.3f}")
-        if _PAUSE_EACH_STEP_S:
-            time.sleep(_PAUSE_EACH_STEP_S)
-    stats = torch.tensor([total, count], dtype=torch.float64, device=env.device)
-    if env.world > 1:
-        dist.all_reduce(stats)
-    return float(stats[0] / stats[1])
+def init_from_checkpoint(model, path, model_name, front_end):
+    """Start the model's body from INIT_CHECKPOINT: a train.py checkpoint (its model name and
+    front end must be this run's) or a bare state dict. Every body key must be present with
+    its shape, and the file may hold no key the model lacks; the head starts afresh.
+    Raises ValueError naming the keys, both values and the file. -> one line for the log."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise ValueError(f"INIT_CHECKPOINT {path}: cannot read ({e})") from None
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"INIT_CHECKPOINT {path}: neither a train.py checkpoint nor a state "
+                         "dict of tensors")
+    if isinstance(ckpt, dict) and "model_name" in ckpt and ckpt["model_name"] != model_name:
+        raise ValueError(f"INIT_CHECKPOINT {path} holds a {ckpt['model_name']!r} model, this "
+                         f"run trains {model_name!r}")
+    if isinstance(ckpt, dict) and "front_end" in ckpt:
+        datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]), front_end,
+                                  f"INIT_CHECKPOINT {path}", "this run's features")
+    loaded = network.load_body(model, state, where=f"INIT_CHECKPOINT {path}")
+    return f"body from {path} ({loaded} tensors); head {network.head_prefixes(model)} afresh"
 
 
-def main(argv=None):
-    parser = cli.parser(__doc__, TRAIN_KEYS)
-    parser.add_argument("--resume", action="store_true", default=False,
-                        help="continue from runs/<dataset>/<run>/last.pt")
-    parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
-                        help="splits to score after training (default: EVAL_SPLIT)")
-    parser.add_argument("--eval-only", action="store_true", default=False,
-                        help="skip training; score --eval-splits with the chosen checkpoint")
-    cfg = cli.parse(parser, argv)
-    env = Dist(cfg.device)
-    paths = datafiles.Paths(cfg)
-    run_dir, out_dir = paths.run_dir(), paths.npy_dir()
-    classes = datafiles.read_classes(paths.classes)
-    n_classes = len(classes)
-    train_list = Datalist(paths.datalist(cfg.train_split))
-    if train_list.labels.size and train_list.labels.max() >= n_classes:
-        sys.exit(f"error: {train_list.path} has labels >= {n_classes} (classes.txt)")
-    packed = paths.packed(cfg.train_split) if cfg.packed else None
-    full_train = PatchDataset(train_list, paths.feature_dir, packed=packed)
-    fit_rows, minival_rows = minival_split(train_list.labels, cfg.minival_fraction, cfg.seed)
-    train_set = PatchDataset(train_list, paths.feature_dir, fit_rows, packed)
+# ---------------------------------------------------------------- the shared loop
 
-    seed_everything(cfg.seed)
-    model = network.build(cfg.model, n_classes=n_classes, in_channels=train_list.in_channels)
-    model.to(env.device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    ddp_model = (torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-        if env.world > 1 else model)
-
-    sampler = (BalancedSampler(train_set.labels, cfg.seed, env.world, env.rank)
-               if cfg.balanced_sampling else
-               DistributedSampler(train_set, num_replicas=env.world, rank=env.rank,
-                                  shuffle=True, seed=cfg.seed, drop_last=False))
-    per_rank_batch = max(1, cfg.batch_size // env.world)
-    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
-                        num_workers=cfg.loader_workers, drop_last=len(train_set) > per_rank_batch,
-                        pin_memory=env.device.type == "cuda",
-                        persistent_workers=cfg.loader_workers > 0)
+def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
+    """Train for cfg.epochs (resuming from last.pt with --resume), keeping last.pt and best.pt
+    (best by the task's minival metric), log.csv and TensorBoard. -> the SummaryWriter
+    (main rank; None elsewhere), still open for the scoring phase."""
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=env.device.type == "cuda" and cfg.amp)
-
-    start_epoch, best = 0, {"track_top1": -1.0, "epoch": -1}
+    start_epoch, best = 0, {"value": -math.inf, "epoch": -1}
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if (cfg.resume or cfg.eval_only) and last_path.exists():
+    if cfg.resume or cfg.eval_only:
+        if not last_path.exists():
+            sys.exit(f"error: --resume/--eval-only but no checkpoint at {last_path}")
         ckpt = load_checkpoint(last_path, env.device)
+        check_resumable(ckpt, meta, last_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -365,41 +451,36 @@ def main(argv=None):
         start_epoch, best = ckpt["epoch"], ckpt["best"]
         if env.main:
             print(f"[train] resumed from {last_path} after epoch {start_epoch}")
-    elif cfg.resume or cfg.eval_only:
-        sys.exit(f"error: --resume/--eval-only but no checkpoint at {last_path}")
     elif env.main and last_path.exists():
         print(f"[train] note: starting afresh; {run_dir} holds an earlier run "
               "(use --resume to continue it)")
-
-    meta = {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
-            "n_classes": n_classes, "in_channels": train_list.in_channels,
-            "feature": paths.feature_name, **datafiles.provenance()}
     writer = None
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch + 1)
-        print(f"[train] {cfg.model} on {env.device} x{env.world}: {len(train_set)} patches "
-              f"from {len(fit_rows)} tracks (minival {len(minival_rows)} tracks), "
-              f"{n_classes} classes, {cfg.epochs} epochs -> {run_dir}")
     csv_rows = _read_csv(run_dir / "log.csv")[:start_epoch] if env.main else []
-
+    ddp_model, frozen = None, None
     for epoch in range(start_epoch, 0 if cfg.eval_only else cfg.epochs):
         sampler.set_epoch(epoch)
+        model.train()
+        if frozen != (epoch < cfg.freeze_body_epochs):
+            frozen = epoch < cfg.freeze_body_epochs
+            freeze_body(model, frozen)
+            ddp_model = wrap_ddp(model, env)   # DDP takes the parameters that need gradients
+        elif frozen:
+            freeze_body(model, frozen)         # model.train() woke the body's batch norms
         t0 = time.perf_counter()
-        loss = train_one_epoch(ddp_model, loader, optimizer, scheduler, scaler, env, cfg,
-                               epoch, n_classes)
+        loss = train_one_epoch(ddp_model, loader, task, optimizer, scheduler, scaler, env, cfg,
+                               epoch)
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "train_loss": loss, "lr": scheduler.get_last_lr()[0],
-               "seconds": seconds, "patches_per_second": len(train_set) / seconds}
-        if len(minival_rows):
-            pl, _, pt = predict(model, full_train, minival_rows, env, cfg, "minival")
-            row.update({f"minival_{k}": v for k, v in
-                        track_metrics(pl, pt, minival_rows, train_list.labels).items()})
+        row = {"epoch": epoch + 1, "train_loss": loss, "lr": scheduler.get_last_lr()[-1],
+               "seconds": seconds, "examples_per_second": len(loader.dataset) / seconds,
+               **{f"minival_{k}": v for k, v in task.minival(model, env).items()}}
         # without a minival there is nothing to choose by: "best" is the latest epoch
-        improved = (not len(minival_rows)
-                    or row["minival_track_top1"] > best["track_top1"])
+        value = row.get(f"minival_{task.select}", epoch)
+        improved = value > best["value"]
         if improved:
-            best = {"track_top1": row.get("minival_track_top1", 0.0), "epoch": epoch + 1}
+            best = {"value": value, "epoch": epoch + 1}
         if env.main:
             state = {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
@@ -417,10 +498,31 @@ def main(argv=None):
             print(f"[train] epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f} "
                   + " ".join(f"{k.replace('minival_', 'minival ')} {v:.1f}"
                              for k, v in row.items() if k.startswith("minival"))
-                  + f" ({seconds:.1f} s, {row['patches_per_second']:.0f} patches/s)")
+                  + (" (body frozen)" if frozen else "")
+                  + f" ({seconds:.1f} s, {row['examples_per_second']:.0f} patches/s)")
         env.barrier()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return writer
 
-    # ---- score the evaluated split(s) with the chosen checkpoint
+
+def check_resumable(ckpt, meta, path):
+    """A run resumes only with the model, front end and classes it was started with."""
+    for key in ("model_name", "classes", "n_classes", "in_channels"):
+        if ckpt.get(key) != meta[key]:
+            sys.exit(f"error: {path} has {key} = {ckpt.get(key)!r}, this run "
+                     f"{meta[key]!r}: use another --run, or the settings it was made with")
+    try:
+        datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]),
+                                  audio.FrontEnd.from_dict(meta["front_end"]), str(path),
+                                  "this run's features")
+    except (KeyError, ValueError) as e:
+        sys.exit(f"error: cannot resume from {path}: {e}")
+
+
+def choose_checkpoint(model, run_dir, cfg, env):
+    """Load the checkpoint that scores (EVAL_CHECKPOINT) into the model. -> its epoch."""
+    best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     chosen = best_path if cfg.eval_checkpoint == "best" and best_path.exists() else last_path
     ckpt = load_checkpoint(chosen, env.device)
     model.load_state_dict(ckpt["model"])
@@ -429,19 +531,107 @@ def main(argv=None):
                else "the last epoch")
         print(f"[train] scoring with {chosen.name} (epoch {ckpt['epoch']}; EVAL_CHECKPOINT="
               f"{cfg.eval_checkpoint}: {why})")
+    return ckpt["epoch"]
+
+
+# ---------------------------------------------------------------- main: build / fit / score
+
+def build(cfg, env, paths):
+    """Datalists, datasets, model, loader and task of an audio run, checked against the
+    features' own record. -> dict."""
+    classes = datafiles.read_classes(paths.classes)
+    try:
+        train_list = Datalist(paths.datalist(cfg.train_split))
+        record, fe = datafiles.read_feature_record(paths.feature_dir)
+        record_path = str(paths.feature_dir / datafiles.FEATURES_RECORD)
+        datafiles.check_front_end(train_list.front_end, fe, str(train_list.path), record_path)
+        datafiles.check_front_end(fe, paths.front_end, record_path, "these settings")
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    if train_list.labels.size and train_list.labels.max() >= len(classes):
+        sys.exit(f"error: {train_list.path} has labels >= {len(classes)} (classes.txt)")
+    packed = paths.packed(cfg.train_split) if cfg.packed else None
+    full_train = PatchDataset(train_list, paths.feature_dir, packed=packed)
+    fit_rows, minival_rows = minival_split(train_list.labels, cfg.minival_fraction, cfg.seed)
+    train_set = PatchDataset(train_list, paths.feature_dir, fit_rows, packed)
+
+    seed_everything(cfg.seed)
+    try:
+        model = network.build_audio(cfg.model, len(classes), fe.patch_shape)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    init_note = ""
+    if cfg.init_checkpoint:
+        try:
+            init_note = init_from_checkpoint(model, cli.repo_path(cfg.init_checkpoint),
+                                             cfg.model, fe)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+    model.to(env.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    sampler = (BalancedSampler(train_set.labels, cfg.seed, env.world, env.rank)
+               if cfg.balanced_sampling else
+               DistributedSampler(train_set, num_replicas=env.world, rank=env.rank,
+                                  shuffle=True, seed=cfg.seed, drop_last=False))
+    per_rank_batch = max(1, cfg.batch_size // env.world)
+    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
+                        num_workers=cfg.loader_workers, drop_last=len(train_set) > per_rank_batch,
+                        pin_memory=env.device.type == "cuda",
+                        persistent_workers=cfg.loader_workers > 0)
+    meta = {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
+            "n_classes": len(classes), "in_channels": fe.in_channels,
+            "patch_shape": list(fe.patch_shape), "front_end": fe.to_dict(),
+            "feature": paths.feature_name, "feature_dtype": record["feature_dtype"],
+            "short_track_policy": record["short_track_policy"],
+            "head": list(network.head_prefixes(model)), **datafiles.provenance()}
+    if env.main:
+        print(f"[train] {cfg.model} on {env.device} x{env.world}: {len(train_set)} patches "
+              f"{list(fe.patch_shape)} ({fe.name}) from {len(fit_rows)} tracks (minival "
+              f"{len(minival_rows)} tracks), {len(classes)} classes, {cfg.epochs} epochs -> "
+              f"{paths.run_dir()}" + (f"\n[train] {init_note}" if init_note else ""))
+    task = AudioClassification(cfg, len(classes), full_train, minival_rows)
+    return dict(model=model, task=task, loader=loader, sampler=sampler, meta=meta, fe=fe)
+
+
+def score(model, task, cfg, env, paths, fe, writer, epoch):
+    """Score each of --eval-splits (default EVAL_SPLIT) into the output contract."""
+    out_dir = paths.npy_dir()
     for split in cfg.eval_splits if cfg.eval_splits is not None else [cfg.eval_split]:
-        dl = Datalist(paths.datalist(split))
-        ds = PatchDataset(dl, paths.feature_dir, packed=paths.packed(split) if cfg.packed else None)
-        pl, pe, pt = predict(model, ds, np.arange(len(dl)), env, cfg, f"score {split}")
+        try:
+            dl = Datalist(paths.datalist(split))
+            datafiles.check_front_end(dl.front_end, fe, str(dl.path), "the trained model's")
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        ds = PatchDataset(dl, paths.feature_dir,
+                          packed=paths.packed(split) if cfg.packed else None)
+        result = task.score_split(model, env, split, ds, out_dir)
         if env.main:
-            scores = save_split_outputs(out_dir, split, dl, pl, pe, pt)
-            top1 = metrics.topk_accuracy(scores, dl.labels, 1)
-            top5 = metrics.topk_accuracy(scores, dl.labels, 5)
-            if writer is not None and not math.isnan(top1):
-                writer.add_scalar(f"{split}/track_top1", top1, ckpt["epoch"])
-                writer.add_scalar(f"{split}/track_top5", top5, ckpt["epoch"])
-            print(f"[train] {split}: {len(dl)} tracks, {len(pl)} patches; track top-1 "
-                  f"{top1:.1f} %, top-5 {top5:.1f} % -> {out_dir}")
+            if writer is not None and not math.isnan(result["track_top1"]):
+                writer.add_scalar(f"{split}/track_top1", result["track_top1"], epoch)
+                writer.add_scalar(f"{split}/track_top5", result["track_top5"], epoch)
+            print(f"[train] {split}: {len(dl)} tracks, {int(dl.n_patches.sum())} patches; "
+                  f"track top-1 {result['track_top1']:.1f} %, top-5 "
+                  f"{result['track_top5']:.1f} % -> {out_dir}/{split}_*.npy")
+
+
+def main(argv=None):
+    parser = cli.parser(__doc__, TRAIN_KEYS)
+    parser.add_argument("--resume", action="store_true", default=False,
+                        help="continue from runs/<dataset>/<run>/last.pt")
+    parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
+                        help="splits to score after training (default: EVAL_SPLIT)")
+    parser.add_argument("--eval-only", action="store_true", default=False,
+                        help="skip training; score --eval-splits with the chosen checkpoint")
+    cfg = cli.parse(parser, argv)
+    env = Dist(cfg.device)
+    paths = datafiles.Paths(cfg)
+    run_dir = paths.run_dir()
+    parts = build(cfg, env, paths)
+    writer = fit(parts["model"], parts["task"], parts["loader"], parts["sampler"], cfg, env,
+                 run_dir, parts["meta"])
+    epoch = choose_checkpoint(parts["model"], run_dir, cfg, env)
+    score(parts["model"], parts["task"], cfg, env, paths, parts["fe"], writer, epoch)
     if writer is not None:
         writer.close()
     env.close()

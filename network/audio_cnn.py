@@ -1,6 +1,7 @@
 """Convolutional audio classifiers trained from scratch on log-mel patches.
 
-Input  x: [batch, channels, 64 mel bands, 96 frames] (channels 1, or 3 with deltas).
+Input  x: [batch, channels, bands, frames] (vggish front end: 64 mel bands, 96 frames;
+       channels 1, 3 with deltas, 2 stereo, 6 both).
 Output {"logits": [batch, n_classes], "embedding": [batch, embedding_dim]}.
 
 Both follow PANNs (Kong et al. 2020): batch norm over mel bands at the input, blocks of
@@ -30,10 +31,12 @@ class ConvBlock(nn.Module):
 
 
 class PannsStyleCNN(nn.Module):
-    """Blocks of widths `widths`, global pooling, embedding, classifier."""
+    """Blocks of widths `widths`, global pooling, embedding, classifier. Any patch size
+    (global pooling); `n_bands` sizes the band-wise input batch norm."""
+    HEAD = ("fc_logits",)
 
     def __init__(self, n_classes, in_channels=1, widths=(64, 128, 256, 512), n_convs=2,
-                 stem_stride=1, embedding_dim=256, dropout=0.2, n_bands=64):
+                 stem_stride=1, embedding_dim=256, dropout=0.2, n_bands=64, n_frames=96):
         super().__init__()
         self.bn_bands = nn.BatchNorm2d(n_bands)  # normalises each mel band over the batch
         blocks, c = [], in_channels
@@ -52,7 +55,7 @@ class PannsStyleCNN(nn.Module):
         self.fc_logits = nn.Linear(embedding_dim, n_classes)
 
     def forward(self, x):
-        # x: [B, C, 64 bands, 96 frames]; band-wise BN sees bands as channels
+        # x: [B, C, bands, frames]; band-wise BN sees bands as channels
         x = self.bn_bands(x.transpose(1, 2)).transpose(1, 2)
         x = self.blocks(x)                           # [B, C', bands', frames']
         x = x.mean(dim=2)                            # [B, C', frames']

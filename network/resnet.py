@@ -1,7 +1,8 @@
 """ResNet-18 (He et al. 2016) adapted to spectrogram patches: the MMAction2 audio baseline.
 
-Input  x: [batch, channels, 64 mel bands, 96 frames]; the first convolution takes
-`in_channels` (1, or 3 with deltas) instead of RGB. Output {"logits", "embedding" [B, 512]}.
+Input  x: [batch, channels, bands, frames] (any size: global pooling); the first convolution
+takes `in_channels` (1, 3 with deltas, ...) instead of RGB. Output {"logits", "embedding"
+[B, 512]}.
 """
 import torch.nn as nn
 
@@ -26,7 +27,10 @@ class BasicBlock(nn.Module):
 
 @register("resnet18")
 class ResNet18(nn.Module):
-    def __init__(self, n_classes, in_channels=1, widths=(64, 128, 256, 512)):
+    HEAD = ("fc",)
+
+    def __init__(self, n_classes, in_channels=1, widths=(64, 128, 256, 512), n_bands=64,
+                 n_frames=96):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),

@@ -15,8 +15,13 @@ from network import register
 
 @register("vggish")
 class VGGish(nn.Module):
-    def __init__(self, n_classes, in_channels=1):
+    HEAD = ("classifier",)
+
+    def __init__(self, n_classes, in_channels=1, n_bands=64, n_frames=96):
         super().__init__()
+        if (n_bands, n_frames) != (64, 96):
+            raise ValueError(f"vggish takes patches of 64 bands x 96 frames (its published "
+                             f"input), this front end makes {n_bands} x {n_frames}")
         layers, c = [], in_channels
         for w, n in [(64, 1), (128, 1), (256, 2), (512, 2)]:
             for _ in range(n):

@@ -32,6 +32,8 @@ class TinyVideoCNN(nn.Module):
       {"logits": [batch, n_classes], "embedding": [batch, embedding_dim]}
     """
 
+    HEAD = ("fc",)
+
     def __init__(self, n_classes, width=16, embedding_dim=64, dropout=0.2):
         super().__init__()
         w = width

@@ -9,8 +9,8 @@ Writes <video_root>/<split>/<class>/<name>.mp4     for split in (train, val), Ki
 Reads  nothing. Video root: --video-root, else data/<dataset>/videos.
 
 Each video: 64x64 RGB frames at 12 fps (H.264, yuv420p) and a 22.05 kHz mono AAC track,
-3-6 s long (--seconds). Everything is drawn from numpy generators seeded by
-(--seed, split, class, item), so the same seed gives the same frames and samples whatever
+3-6 s long (--clip-seconds). Everything is drawn from numpy generators seeded by
+(--seed = SEED, split, class, item), so the same seed gives the same frames and samples whatever
 the number of workers (the mp4 bytes may still differ between x264 builds).
 
 How the classes differ (the point of the demo): 4 sound types and 4 picture types arranged
@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -303,13 +302,8 @@ def make_sound(rng, kind, q, seconds, sr=AUDIO_SAMPLE_RATE_HZ, channels=AUDIO_CH
 
 
 def write_wav(path, samples, sr):
-    """float [n, channels] in [-1, 1] -> PCM16 wav."""
-    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(pcm.shape[1])
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
+    """float [n, channels] in [-1, 1] -> PCM16 wav (media.write_wav)."""
+    media.write_wav(path, np.round(np.clip(samples, -1, 1) * 32767).astype("<i2"), sr)
 
 
 # ---------------------------------------------------------------- pictures
@@ -499,14 +493,14 @@ def write_manifest(path, settings, table, rows):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["FFMPEG"])
-    parser.add_argument("--classes", type=int, default=8, help="number of classes, 2-8 (default 8)")
+    parser = cli.parser(__doc__, ["FFMPEG", "SEED"])
+    parser.add_argument("--num-classes", type=int, default=8,
+                        help="number of classes, 2-8 (default 8)")
     parser.add_argument("--videos-per-class", type=int, default=24,
                         help="videos per class in each split (default 24)")
-    parser.add_argument("--seconds", type=float, nargs="+", default=[3.0, 6.0],
+    parser.add_argument("--clip-seconds", type=float, nargs="+", default=[3.0, 6.0],
                         metavar="S", help="length of each video: MIN MAX (uniform) or one "
                         "fixed value (default 3 6)")
-    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     parser.add_argument("--audio-cue-separation", type=float, default=AUDIO_CUE_SEPARATION,
                         help="0-1: how well the secondary sound cue splits a pair "
                         f"(default {AUDIO_CUE_SEPARATION})")
@@ -514,22 +508,23 @@ def main(argv=None):
                         help="0-1: the same for the secondary picture cue "
                         f"(default {PICTURE_CUE_SEPARATION})")
     cfg = cli.parse(parser, argv)
-    if len(cfg.seconds) not in (1, 2) or min(cfg.seconds) < 1.0:
-        parser.error(f"--seconds takes MIN MAX or one value, each >= 1, got {cfg.seconds}")
-    cfg.seconds_range = (min(cfg.seconds), max(cfg.seconds))
+    if len(cfg.clip_seconds) not in (1, 2) or min(cfg.clip_seconds) < 1.0:
+        parser.error(f"--clip-seconds takes MIN MAX or one value, each >= 1, got "
+                     f"{cfg.clip_seconds}")
+    cfg.seconds_range = (min(cfg.clip_seconds), max(cfg.clip_seconds))
     if cfg.videos_per_class < 1:
         parser.error(f"--videos-per-class must be >= 1, got {cfg.videos_per_class}")
     separations = (cfg.audio_cue_separation, cfg.picture_cue_separation)
     if not all(0.0 <= s <= 1.0 for s in separations):
         parser.error(f"cue separations must be in [0, 1], got {separations}")
     try:
-        table = class_table(cfg.classes)
-        specials = special_positions(cfg.classes, cfg.videos_per_class)
+        table = class_table(cfg.num_classes)
+        specials = special_positions(cfg.num_classes, cfg.videos_per_class)
     except ValueError as e:
         parser.error(str(e))
 
     video_root = datafiles.Paths(cfg).video_root
-    settings = dict(seed=cfg.seed, classes=cfg.classes, videos_per_class=cfg.videos_per_class,
+    settings = dict(seed=cfg.seed, classes=cfg.num_classes, videos_per_class=cfg.videos_per_class,
                     seconds=list(cfg.seconds_range), audio_cue_separation=separations[0],
                     picture_cue_separation=separations[1], frame_size_pixels=FRAME_SIZE_PIXELS,
                     frames_per_second=FRAMES_PER_SECOND, audio_sample_rate_hz=AUDIO_SAMPLE_RATE_HZ,
@@ -554,7 +549,7 @@ def main(argv=None):
 
     print(f"[00] demo dataset in {video_root}: {len(jobs)} videos ({made} made, "
           f"{len(jobs) - made} existed) in {seconds:.1f} s")
-    print(f"[00] {cfg.classes} classes x {cfg.videos_per_class} videos per class in each of "
+    print(f"[00] {cfg.num_classes} classes x {cfg.videos_per_class} videos per class in each of "
           f"{', '.join(SPLITS)}; seed {cfg.seed}")
     print(f"  {'class (sorted)':26s} {'sound (secondary cue)':24s} picture (secondary cue)")
     for spec in sorted(table, key=lambda s: s["name"]):

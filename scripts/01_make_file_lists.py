@@ -3,7 +3,9 @@
 Reads  <video_root>/<split>/<class>/<name>.<ext>   (ext in VIDEO_EXTENSIONS; a file directly
        in <split>/ is unlabelled, label -1, as in the Kinetics test set)
 Writes file_lists/<dataset>/classes.txt            class names of TRAIN_SPLIT, sorted;
-                                                   label = line number (0-based)
+                                                   label = line number (0-based); taken
+                                                   from TRAIN_SPLIT's folders even when
+                                                   SPLITS does not list it
        file_lists/<dataset>/<split>_videos.txt     `id<TAB>label`, sorted by id, where
                                                    id = <split>/<class>/<name> (no extension)
        file_lists/<dataset>/<split>_unlisted.txt   `path<TAB>reason` for files left out
@@ -48,9 +50,9 @@ def main(argv=None):
         parser.error(f"video root {paths.video_root} does not exist "
                      "(set --video-root, or make the demo with scripts/00_make_demo_dataset.py)")
     listed = {s: list_split(paths.video_root, s, cfg.video_extensions) for s in cfg.splits}
-    if cfg.train_split not in listed:
-        parser.error(f"TRAIN_SPLIT {cfg.train_split!r} is not in SPLITS {cfg.splits}")
-    classes = sorted({c for _, c in listed[cfg.train_split][0] if c is not None})
+    train_rows = (listed[cfg.train_split][0] if cfg.train_split in listed else
+                  list_split(paths.video_root, cfg.train_split, cfg.video_extensions)[0])
+    classes = sorted({c for _, c in train_rows if c is not None})
     if not classes:
         parser.error(f"no class folders with videos under {paths.video_root / cfg.train_split}")
     label = {c: i for i, c in enumerate(classes)}

@@ -1,11 +1,21 @@
 """Step 02: extract every video's sound track with ffmpeg.
 
 Reads  file_lists/<dataset>/<split>_videos.txt and the videos under <video_root>
-Writes <audio_root>/<id>.wav                      16 kHz mono PCM16 (SAMPLE_RATE_HZ), atomically
-       <audio_root>/<id>.status                   only for videos without a wav: no_audio|failed
-       file_lists/<dataset>/<split>_audio.txt     ids with a sound track (sorted)
-       file_lists/<dataset>/<split>_no_audio.txt  `id<TAB>reason`: no audio stream
-       file_lists/<dataset>/<split>_failed.txt    `id<TAB>reason`: corrupt, empty, unreadable...
+Writes <audio_root>/<rate>hz_<channels>/<id>.wav   PCM16 at the front end's sample rate and
+                                                   channel policy (FRONT_END preset, or
+                                                   SAMPLE_RATE_HZ / AUDIO_CHANNELS), atomically;
+                                                   vggish: 16000hz_mono/
+       <audio_root>/<rate>hz_<channels>/<id>.status  only for videos without a wav
+                                                   (no_audio | failed)
+       file_lists/<dataset>/<split>_<rate>hz_<channels>_audio.txt     ids with a sound track
+       file_lists/<dataset>/<split>_<rate>hz_<channels>_no_audio.txt  `id<TAB>reason`
+       file_lists/<dataset>/<split>_<rate>hz_<channels>_failed.txt    `id<TAB>reason`:
+                                                   corrupt, empty, unreadable, timed out...
+
+Each rate and channel policy has its own folder and lists, so wavs made for one front end are
+never analysed by another (step 03 reads the folder of its own front end). Channel policies:
+mono = ffmpeg's standard downmix, first = channel 0 alone, stereo = two channels (a mono
+track duplicated, 5.1 mixed down).
 
 The lists describe the whole split as found on disk (all shards so far); the printed summary
 describes this run: listed = done + existing + no audio + failed. A rerun skips finished
@@ -27,13 +37,13 @@ import media  # noqa: E402
 EXIT_SOME_FAILED = 3
 
 
-def extract(item, audio_root, sample_rate, ffmpeg, timeout_s):
+def extract(item, audio_root, sample_rate, channels, ffmpeg, timeout_s):
     """(id, video path or None) -> Outcome; writes <audio_root>/<id>.wav or a status file."""
     vid, path = item
     try:
         if path is None:
             raise media.MediaError("failed", "video file not found under the video root")
-        samples = media.decode_audio(path, sample_rate, ffmpeg, timeout_s)
+        samples = media.decode_audio(path, sample_rate, ffmpeg, timeout_s, channels)
     except media.MediaError as e:
         jobs.write_status(audio_root, vid, e.kind, e.reason)
         return jobs.Outcome(vid, e.kind, e.reason)
@@ -47,7 +57,7 @@ def _write(audio_root, vid, samples, sample_rate):
     return jobs.Outcome(vid, "done")
 
 
-def extract_batch(items, audio_root, sample_rate, ffmpeg, timeout_s):
+def extract_batch(items, audio_root, sample_rate, channels, ffmpeg, timeout_s):
     """Several (id, path) items through one ffmpeg process; any that fail are redone one by
     one by `extract`, which finds out which and why. -> list of Outcomes."""
     ready = [(vid, p) for vid, p in items if p is not None and os.path.isfile(p)
@@ -56,53 +66,56 @@ def extract_batch(items, audio_root, sample_rate, ffmpeg, timeout_s):
     if len(ready) > 1:
         try:
             decoded = media.decode_audio_batch([p for _, p in ready], sample_rate, ffmpeg,
-                                               timeout_s)
+                                               timeout_s, channels)
         except media.MediaError:
             decoded = []
         for (vid, _), samples in zip(ready, decoded):
             done.append(_write(audio_root, vid, samples, sample_rate))
     finished = {o.id for o in done}
-    return done + [extract(item, audio_root, sample_rate, ffmpeg, timeout_s)
+    return done + [extract(item, audio_root, sample_rate, channels, ffmpeg, timeout_s)
                    for item in items if item[0] not in finished]
 
 
 def write_lists(paths, split, ids):
     """The split's lists from what is on disk; returns the number of ids still pending."""
-    state = jobs.split_state(ids, paths.audio_root, ".wav")
+    state = jobs.split_state(ids, paths.audio_dir, ".wav")
     by = {s: [(i, r) for i, (st, r) in state.items() if st == s]
           for s in ("done", "no_audio", "failed", "pending")}
-    datafiles.write_lines(paths.stage_list(split, "audio"), [i for i, _ in by["done"]])
+    datafiles.write_lines(paths.audio_list(split, "audio"), [i for i, _ in by["done"]])
     for what in ("no_audio", "failed"):
-        datafiles.write_lines(paths.stage_list(split, what), [f"{i}\t{r}" for i, r in by[what]])
+        datafiles.write_lines(paths.audio_list(split, what), [f"{i}\t{r}" for i, r in by[what]])
     return {k: len(v) for k, v in by.items()}
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["SPLITS", "AUDIO_ROOT", "SAMPLE_RATE_HZ", "FFMPEG",
+    parser = cli.parser(__doc__, ["AUDIO_ROOT", *cli.FRONT_END_KEYS, "FFMPEG",
                                   "FFMPEG_TIMEOUT_SECONDS", "FFMPEG_BATCH_FILES",
                                   "VIDEO_EXTENSIONS", "STRICT"],
                         shard=True)
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
+    fe = paths.front_end
     ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)  # fail now, not once per video
     batch = cfg.ffmpeg_batch_files
     work = functools.partial(extract_batch if batch > 1 else extract,
-                             audio_root=str(paths.audio_root),
-                             sample_rate=cfg.sample_rate_hz, ffmpeg=ffmpeg,
-                             timeout_s=cfg.ffmpeg_timeout_seconds)
+                             audio_root=str(paths.audio_dir),
+                             sample_rate=fe.sample_rate_hz, channels=fe.channels,
+                             ffmpeg=ffmpeg, timeout_s=cfg.ffmpeg_timeout_seconds)
+    print(f"[02] {fe.sample_rate_hz} Hz {fe.channels} wavs (front end {fe.name}) -> "
+          f"{paths.audio_dir}")
     bad = 0
     for split in cfg.splits:
         ids, _ = datafiles.read_video_list(paths.video_list(split))
         found = datafiles.locate_videos(paths.video_root, ids, cfg.video_extensions)
         items = {i: (str(found[i]) if i in found else None) for i in ids}
         summary = jobs.run("02 audio", split, cfg.shard, items, work, cfg.workers,
-                           paths.audio_root, ".wav", batch=batch)
+                           paths.audio_dir, ".wav", batch=batch)
         print(summary.text())
         n = write_lists(paths, split, ids)
         print(f"  {split} on disk: {len(ids)} videos = with sound {n['done']} + without sound "
               f"{n['no_audio']} + failed {n['failed']}"
               + (f" + pending {n['pending']} (other shards)" if n["pending"] else "")
-              + f"  -> {paths.stage_list(split, 'audio').parent}/{split}_*.txt")
+              + f"  -> {paths.audio_list(split).parent}/{split}_{paths.audio_lists}_*.txt")
         bad += summary.failed + (summary.counts["no_audio"] if cfg.strict else 0)
     return EXIT_SOME_FAILED if bad else 0
 

@@ -1,18 +1,28 @@
-"""Step 03: cut every sound track into "audio images" (VGGish log-mel patches).
+"""Step 03: cut every sound track into "audio images" (log-spectrogram patches).
 
-Reads  file_lists/<dataset>/<split>_audio.txt and <audio_root>/<id>.wav
-Writes <feature_root>/<feature>/<id>.npy   FEATURE_DTYPE [n_patches, 64 bands, 96 frames]
-                                           ([n_patches, 3, 64, 96] with --deltas), atomically
-       <feature_root>/<feature>/features.json   the front-end settings these files were made with
-       <feature_root>/<feature>/<id>.status     only for unusual tracks: padded | silent
-                                                (a note on a written file) or dropped | failed
-       file_lists/<dataset>/<split>_<feature>_skipped.txt  `id<TAB>status<TAB>reason` (dropped, failed)
-       file_lists/<dataset>/<split>_<feature>_notes.txt    `id<TAB>note` (padded, silent tracks)
+Reads  file_lists/<dataset>/<split>_<rate>hz_<channels>_audio.txt and the wavs of step 02 in
+       <audio_root>/<rate>hz_<channels>/<id>.wav (the folder of this front end's rate and
+       channel policy)
+Writes <feature_root>/<name>/<id>.npy       FEATURE_DTYPE [n_patches, *patch_shape], atomically:
+                                            [n, bands, frames], or [n, C, bands, frames] with
+                                            C = 3 (--deltas), 2 (stereo) or 6 (both)
+       <feature_root>/<name>/features.json  the resolved front end that computed these files
+                                            (audio.FrontEnd.to_dict), FEATURE_DTYPE and
+                                            SHORT_TRACK_POLICY; read back by step 04,
+                                            train.py and predict.py
+       <feature_root>/<name>/<id>.status    only for unusual tracks: padded | silent | mono
+                                            (a note on a written file) or dropped | failed
+       file_lists/<dataset>/<split>_<name>_skipped.txt  `id<TAB>status<TAB>reason` (dropped, failed)
+       file_lists/<dataset>/<split>_<name>_notes.txt    `id<TAB>note` (padded, silent, mono)
 
-<feature> is mel | gam | cqt, with a _deltas suffix when --deltas. Patches: 0.96 s each,
-non-overlapping, an incomplete last patch dropped (see audio.py). A track shorter than one
-patch follows SHORT_TRACK_POLICY: "pad" (zeros up to one patch; noted "padded") or "drop".
-Digital silence is kept and noted "silent". Exit status 3 when some track failed.
+<name> is the resolved front end's folder: <preset>_<feature>[_deltas], plus a digest of the
+values when any front-end key is set away from the preset (vggish_mel, vggish_mel_deltas,
+vggish_mel_1a2b3c4d). A folder holds files of one front end only: other settings are refused,
+naming the key. A wav whose rate or channel count is not the front end's is listed as failed,
+never resampled quietly. A track shorter than one patch follows SHORT_TRACK_POLICY: "pad"
+(zeros up to one patch; noted "padded") or "drop". Digital silence is kept and noted
+"silent"; under the stereo policy a track whose two channels are identical is noted "mono".
+Exit status 3 when some track failed.
 """
 import functools
 import json
@@ -38,15 +48,7 @@ import media  # noqa: E402
 EXIT_SOME_FAILED = 3
 
 
-def front_end_settings(cfg):
-    """Everything that determines the feature files' content (recorded beside them)."""
-    keys = ["feature", "deltas", "feature_dtype", "short_track_policy", "sample_rate_hz",
-            "stft_window_seconds", "stft_hop_seconds", "fft_length", "num_mel_bands",
-            "mel_min_hz", "mel_max_hz", "log_offset", "patch_frames", "patch_hop_frames"]
-    return {k: cfg[k] for k in keys}
-
-
-def make_patches(item, out_root, feature, deltas, dtype, policy):
+def make_patches(item, out_root, fe, dtype, policy):
     """(id, wav path) -> Outcome; writes <out_root>/<id>.npy (and a status file if unusual)."""
     vid, wav = item
     try:
@@ -54,54 +56,69 @@ def make_patches(item, out_root, feature, deltas, dtype, policy):
     except (OSError, ValueError, EOFError) as e:
         jobs.write_status(out_root, vid, "failed", f"cannot read {wav}: {e}")
         return jobs.Outcome(vid, "failed", f"cannot read wav: {e}")
-    one_patch = int(np.ceil(audio.ONE_PATCH_SAMPLES * rate / audio.SAMPLE_RATE_HZ))
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    if rate != fe.sample_rate_hz or channels != fe.n_audio_channels:
+        reason = (f"wav is {rate} Hz with {channels} channel(s); front end {fe.name} takes "
+                  f"{fe.sample_rate_hz} Hz {fe.channels}: rerun step 02 with these settings")
+        jobs.write_status(out_root, vid, "failed", reason)
+        return jobs.Outcome(vid, "failed", reason)
     seconds = len(samples) / rate
-    note, reason = "", ""
-    if len(samples) < one_patch:
-        if policy == "drop":
-            reason = f"{seconds:.2f} s of audio, shorter than one patch (policy: drop)"
-            jobs.write_status(out_root, vid, "dropped", reason)
-            return jobs.Outcome(vid, "dropped", reason)
-        note, reason = "padded", f"{seconds:.2f} s of audio, zero-padded to one patch"
-        samples = np.pad(samples, [(0, one_patch - len(samples))] + [(0, 0)] * (samples.ndim - 1))
+    samples, reason = audio.pad_short_track(samples, rate, fe, policy)
+    if samples is None:
+        jobs.write_status(out_root, vid, "dropped", reason)
+        return jobs.Outcome(vid, "dropped", reason)
+    kind = "padded" if reason else ""
     if not np.any(samples):
-        note, reason = "silent", f"digital silence ({seconds:.2f} s)" + (
-            ", zero-padded" if note else "")
-    patches = audio.features(samples, rate, feature=feature, deltas=deltas).astype(dtype)
-    if note:  # the note first: an output without its note would be redone, never mislabelled
-        jobs.write_status(out_root, vid, note, reason)
+        kind, reason = "silent", f"digital silence ({seconds:.2f} s)" + (
+            ", zero-padded" if kind else "")
+    elif channels == 2 and np.array_equal(samples[:, 0], samples[:, 1]):
+        kind, reason = "mono", "both channels identical (a mono track duplicated)" + (
+            f"; {reason}" if reason else "")
+    patches = audio.features(samples, rate, fe).astype(dtype)
+    if kind:  # the note first: an output without its note would be redone, never mislabelled
+        jobs.write_status(out_root, vid, kind, reason)
     else:
         jobs.clear_status(out_root, vid)
     datafiles.save_npy(Path(out_root) / (vid + ".npy"), patches)
-    return jobs.Outcome(vid, "done", reason, note)
+    return jobs.Outcome(vid, "done", reason, kind)
 
 
-def check_settings(feature_dir, settings):
-    """Write features.json, or refuse to mix files made with other front-end settings."""
-    path = feature_dir / "features.json"
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        if old != settings:
-            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-            sys.exit(f"error: {feature_dir} holds features made with other settings "
-                     f"(was, now): {diff}. Use another FEATURE_ROOT or remove the folder.")
-    else:
-        datafiles.write_text(path, json.dumps(settings, indent=2) + "\n")
+def check_record(feature_dir, record):
+    """Write features.json, or refuse to mix files made with another front end or storage."""
+    path = feature_dir / datafiles.FEATURES_RECORD
+    if not path.exists():
+        datafiles.write_text(path, json.dumps(record, indent=2) + "\n")
+        return
+    try:
+        old, old_fe = datafiles.read_feature_record(feature_dir)
+        datafiles.check_front_end(old_fe, audio.FrontEnd.from_dict(record["front_end"]),
+                                  str(path), "these settings")
+    except ValueError as e:
+        sys.exit(f"error: {feature_dir} holds features of another front end: {e}. Use another "
+                 "FEATURE_ROOT or remove the folder.")
+    for key in ("feature_dtype", "short_track_policy"):
+        if old.get(key) != record[key]:
+            sys.exit(f"error: {feature_dir} holds features made with {key} = "
+                     f"{old.get(key)!r} ({path}), these settings say {record[key]!r}. Use "
+                     "another FEATURE_ROOT or remove the folder.")
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["SPLITS", "AUDIO_ROOT", "FEATURE_ROOT", "FEATURE", "DELTAS",
+    parser = cli.parser(__doc__, ["AUDIO_ROOT", "FEATURE_ROOT", *cli.FRONT_END_KEYS,
                                   "FEATURE_DTYPE", "SHORT_TRACK_POLICY", "STRICT"], shard=True)
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
-    check_settings(paths.feature_dir, front_end_settings(cfg))
-    work = functools.partial(make_patches, out_root=str(paths.feature_dir), feature=cfg.feature,
-                             deltas=cfg.deltas, dtype=np.dtype(cfg.feature_dtype),
-                             policy=cfg.short_track_policy)
+    fe = paths.front_end
+    check_record(paths.feature_dir, datafiles.feature_record(fe, cfg.feature_dtype,
+                                                             cfg.short_track_policy))
+    print(f"[03] front end {fe.name}: patches {list(fe.patch_shape)} from "
+          f"{paths.audio_dir} -> {paths.feature_dir}")
+    work = functools.partial(make_patches, out_root=str(paths.feature_dir), fe=fe,
+                             dtype=np.dtype(cfg.feature_dtype), policy=cfg.short_track_policy)
     bad = 0
     for split in cfg.splits:
-        ids = datafiles.read_ids(paths.stage_list(split, "audio"))
-        items = {i: str(paths.audio_root / (i + ".wav")) for i in ids}
+        ids = datafiles.read_ids(paths.audio_list(split))
+        items = {i: str(paths.audio_dir / (i + ".wav")) for i in ids}
         summary = jobs.run(f"03 {paths.feature_name}", split, cfg.shard, items, work,
                            cfg.workers, paths.feature_dir, ".npy")
         print(summary.text())
@@ -114,7 +131,7 @@ def main(argv=None):
         pending = sum(s == "pending" for s, _ in state.values())
         print(f"  {split} on disk: {len(ids)} tracks = with patches {done} + skipped "
               f"{len(skipped)}" + (f" + pending {pending} (other shards)" if pending else "")
-              + f"; {len(notes)} noted (padded/silent)")
+              + f"; {len(notes)} noted (padded/silent/mono)")
         bad += summary.failed + (summary.counts["dropped"] if cfg.strict else 0)
     return EXIT_SOME_FAILED if bad else 0
 

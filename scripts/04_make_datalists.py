@@ -1,20 +1,27 @@
 """Step 04: index the audio images of each split for training and evaluation.
 
-Reads  file_lists/<dataset>/<split>_videos.txt (labels, by id), <split>_audio.txt,
-       <feature_root>/<feature>/<id>.npy
-Writes datalists/<dataset>/<feature>_<split>.npz with
+Reads  file_lists/<dataset>/<split>_videos.txt (labels, by id),
+       <split>_<rate>hz_<channels>_audio.txt (step 02),
+       <feature_root>/<name>/features.json and <id>.npy (step 03)
+Writes datalists/<dataset>/<name>_<split>.npz with
          ids        str   [n_tracks]   sorted; the row order of every per-track output
          labels     int64 [n_tracks]   (-1 = unlabelled)
          n_patches  int64 [n_tracks]
          offsets    int64 [n_tracks + 1]  patch rows of track t: offsets[t]:offsets[t+1]
-         patch_shape int64 [2 or 3]    (64, 96) or (3, 64, 96)
+         patch_shape int64 [2 or 3]    e.g. (64, 96) or (3, 64, 96)
          dtype      str                feature dtype on disk
-       with --packed, also datalists/<dataset>/<feature>_<split>_patches.npy: all patches
+         front_end  str                JSON of the resolved front end (features.json's),
+                                       which train.py checks and stores in its checkpoints
+       with --packed, also datalists/<dataset>/<name>_<split>_patches.npy: all patches
          of the split in one array [n_patches_total, ...], rows in offsets order, opened with
          mmap_mode='r' by AudioDataLoader (one file instead of one per track).
 
-Tracks without features (skipped in step 03) are left out and counted.
+<name> is the resolved front end's folder (see step 03). features.json must describe the
+front end these settings resolve to, and every file must hold its patch shape and dtype:
+a mismatch is an error naming the key or file. Tracks without features (skipped in step 03)
+are left out and counted.
 """
+import json
 import sys
 from pathlib import Path
 
@@ -26,32 +33,45 @@ import cli  # noqa: E402
 import datafiles  # noqa: E402
 
 
-def index_split(paths, split):
+def read_record(paths):
+    """features.json of the settings' feature folder, checked against the settings ->
+    (record, FrontEnd); exits with a message naming the differing keys and both sources."""
+    try:
+        record, fe = datafiles.read_feature_record(paths.feature_dir)
+        datafiles.check_front_end(fe, paths.front_end,
+                                  str(paths.feature_dir / datafiles.FEATURES_RECORD),
+                                  "these settings")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    return record, fe
+
+
+def index_split(paths, split, fe, dtype):
     """-> dict of datalist arrays for the tracks of `split` that have features."""
     video_ids, video_labels = datafiles.read_video_list(paths.video_list(split))
     label_of = dict(zip(video_ids, video_labels.tolist()))
     ids, labels, counts, missing = [], [], [], 0
-    shape = dtype = None
-    for vid in cli.progress(sorted(datafiles.read_ids(paths.stage_list(split, "audio"))),
+    shape = tuple(fe.patch_shape)
+    for vid in cli.progress(sorted(datafiles.read_ids(paths.audio_list(split))),
                             desc=f"04 index {split}", unit="track"):
         f = paths.feature_dir / (vid + ".npy")
         if not f.exists():
             missing += 1
             continue
         arr = np.load(f, mmap_mode="r")
-        if shape is None:
-            shape, dtype = arr.shape[1:], arr.dtype
-        elif arr.shape[1:] != shape or arr.dtype != dtype:
-            raise ValueError(f"{f}: patches {arr.shape[1:]} {arr.dtype}, expected "
-                             f"{shape} {dtype} like the other tracks")
+        if arr.shape[1:] != shape or arr.dtype != dtype:
+            raise ValueError(f"{f}: patches {arr.shape[1:]} {arr.dtype}, but "
+                             f"{paths.feature_dir / datafiles.FEATURES_RECORD} says "
+                             f"{shape} {dtype}")
         ids.append(vid)
         labels.append(label_of[vid])
         counts.append(arr.shape[0])
     counts = np.asarray(counts, dtype=np.int64)
     return dict(ids=np.asarray(ids, dtype=str), labels=np.asarray(labels, dtype=np.int64),
                 n_patches=counts, offsets=np.concatenate([[0], np.cumsum(counts)]),
-                patch_shape=np.asarray(shape or (0,), dtype=np.int64),
-                dtype=np.asarray(str(dtype))), missing
+                patch_shape=np.asarray(shape, dtype=np.int64),
+                dtype=np.asarray(str(dtype)),
+                front_end=np.asarray(json.dumps(fe.to_dict(), sort_keys=True))), missing
 
 
 def pack(paths, split, index):
@@ -70,11 +90,12 @@ def pack(paths, split, index):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["SPLITS", "FEATURE_ROOT", "FEATURE", "DELTAS", "PACKED"])
+    parser = cli.parser(__doc__, ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED"])
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
+    record, fe = read_record(paths)
     for split in cfg.splits:
-        index, missing = index_split(paths, split)
+        index, missing = index_split(paths, split, fe, np.dtype(record["feature_dtype"]))
         datafiles.save_npz(paths.datalist(split), **index)
         if cfg.packed:
             pack(paths, split, index)

@@ -1,15 +1,20 @@
 """Step 05: track scores, the mean of a track's patch scores, with top-1/top-5 accuracy.
 
-Reads  npy_files/<dataset>/<run>/<split>_patch_logits.npy  float32 [n_patches, n_classes]
-       npy_files/<dataset>/<run>/<split>_patch_track.npy   int64 [n_patches] (track row)
-       npy_files/<dataset>/<run>/<split>_track_ids.txt     (written by train.py)
-       file_lists/<dataset>/<split>_videos.txt             labels, looked up by id
-Writes npy_files/<dataset>/<run>/<split>_audio_scores.npy  float32 [n_tracks, n_classes]:
-                                                           mean of patch softmax probabilities
-       npy_files/<dataset>/<run>/<split>_audio_ids.txt     row order (one id per line)
-       npy_files/<dataset>/<run>/<split>_audio_labels.npy  int64 [n_tracks] (-1 = unlabelled)
-and prints track top-1/top-5 (and patch top-1) in percent.
+Reads  npy_files/<dataset>/<run>/ the output contract that train.py writes for each split:
+         <split>_scores.npy        float32 [n_tracks, n_classes]  mean of patch softmax
+         <split>_labels.npy        int64 [n_tracks]
+         <split>_ids.txt           row order
+         <split>_patch_logits.npy  float32 [n_patches, n_classes]
+         <split>_patch_track.npy   int64 [n_patches]  row of each patch's track
+       file_lists/<dataset>/<split>_videos.txt  the labels, looked up by id
+Writes npy_files/<dataset>/<run>/<split>_metrics.json  {"n_tracks", "n_patches",
+         "track_top1", "track_top5", "patch_top1", "per_class_top1"} in percent
+and prints them. The contract itself has one writer, train.py; this step checks it: every id
+is in the video list with the label the contract holds, the rows agree, and the scores are the
+mean of the patches' softmax (metrics.track_scores), or it stops naming the file and row.
+Accuracy follows metrics.topk_accuracy's tie rule (a tie counts against the row).
 """
+import json
 import sys
 from pathlib import Path
 
@@ -22,37 +27,59 @@ import datafiles  # noqa: E402
 import metrics  # noqa: E402
 
 
+def check_contract(out, split, video_list):
+    """Load and cross-check one split's contract files. -> dict of arrays and ids."""
+    ids = datafiles.read_ids(out / f"{split}_ids.txt")
+    scores, _ = datafiles.load_scores(out / f"{split}_scores.npy", out / f"{split}_ids.txt")
+    labels = np.load(out / f"{split}_labels.npy")
+    logits = np.load(out / f"{split}_patch_logits.npy")
+    track = np.load(out / f"{split}_patch_track.npy")
+    if len(labels) != len(ids) or len(track) != len(logits):
+        raise ValueError(f"{out}: {split}_labels.npy has {len(labels)} rows for {len(ids)} ids; "
+                         f"{split}_patch_track.npy {len(track)} rows for {len(logits)} patches")
+    listed = datafiles.labels_for(video_list, ids)
+    wrong = np.flatnonzero(listed != labels)
+    if len(wrong):
+        r = int(wrong[0])
+        raise ValueError(f"{out}/{split}_labels.npy row {r} ({ids[r]!r}) has label "
+                         f"{labels[r]}, {video_list} says {listed[r]}")
+    expected = metrics.track_scores(logits, track, len(ids))
+    off = np.abs(expected - scores).max(axis=1)
+    if np.any(off > 1e-5):
+        r = int(np.argmax(off))
+        raise ValueError(f"{out}/{split}_scores.npy row {r} ({ids[r]!r}) is not the mean of "
+                         f"its patches' softmax (off by {off[r]:.2e})")
+    return dict(ids=ids, scores=scores, labels=labels, logits=logits, track=track)
+
+
 def main(argv=None):
-    parser = cli.parser(__doc__, ["RUN", "EVAL_SPLIT"])
-    parser.add_argument("--splits", nargs="+", default=None,
-                        help="splits to score (default: EVAL_SPLIT)")
+    parser = cli.parser(__doc__, ["RUN"])
+    parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
+                        help="splits to report (default: EVAL_SPLIT)")
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
     out = paths.npy_dir()
-    for split in cfg.splits or [cfg.eval_split]:
-        logits = np.load(out / f"{split}_patch_logits.npy")
-        track = np.load(out / f"{split}_patch_track.npy")
-        ids = datafiles.read_ids(out / f"{split}_track_ids.txt")
-        if len(track) != len(logits):
-            sys.exit(f"error: {out}/{split}_patch_track.npy has {len(track)} rows, "
-                     f"{split}_patch_logits.npy {len(logits)}")
-        video_ids, video_labels = datafiles.read_video_list(paths.video_list(split))
-        label_of = dict(zip(video_ids, video_labels.tolist()))
-        missing = [i for i in ids if i not in label_of]
-        if missing:
-            sys.exit(f"error: {len(missing)} track ids are not in {paths.video_list(split)}, "
-                     f"e.g. {missing[0]!r}")
-        labels = np.asarray([label_of[i] for i in ids], dtype=np.int64)
-        scores = metrics.track_scores(logits, track, len(ids))
-        scores_path = out / f"{split}_audio_scores.npy"
-        datafiles.save_npy(scores_path, scores)
-        datafiles.write_lines(datafiles.ids_path_for(scores_path), ids)
-        datafiles.save_npy(out / f"{split}_audio_labels.npy", labels)
-        print(f"[05] {cfg.run} {split}: {len(ids)} tracks ({len(logits)} patches): "
-              f"track top-1 {metrics.topk_accuracy(scores, labels, 1):.2f} %, "
-              f"top-5 {metrics.topk_accuracy(scores, labels, 5):.2f} % "
-              f"(patch top-1 {metrics.topk_accuracy(logits, labels[track], 1):.2f} %) "
-              f"-> {scores_path}")
+    for split in cfg.eval_splits or [cfg.eval_split]:
+        try:
+            c = check_contract(out, split, paths.video_list(split))
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        n_classes = c["scores"].shape[1]
+        correct = metrics.true_class_rank(c["scores"], c["labels"]) < 1
+        labelled = c["labels"] >= 0
+        report = {
+            "n_tracks": len(c["ids"]), "n_patches": int(len(c["logits"])),
+            "track_top1": metrics.topk_accuracy(c["scores"], c["labels"], 1),
+            "track_top5": metrics.topk_accuracy(c["scores"], c["labels"], 5),
+            "patch_top1": metrics.topk_accuracy(c["logits"], c["labels"][c["track"]], 1),
+            "per_class_top1": [float(100 * correct[labelled & (c["labels"] == k)].mean())
+                               if np.any(labelled & (c["labels"] == k)) else None
+                               for k in range(n_classes)]}
+        datafiles.write_text(out / f"{split}_metrics.json", json.dumps(report, indent=2) + "\n")
+        print(f"[05] {cfg.run} {split}: {report['n_tracks']} tracks ({report['n_patches']} "
+              f"patches): track top-1 {report['track_top1']:.2f} %, top-5 "
+              f"{report['track_top5']:.2f} % (patch top-1 {report['patch_top1']:.2f} %) "
+              f"-> {out / f'{split}_metrics.json'}")
 
 
 if __name__ == "__main__":

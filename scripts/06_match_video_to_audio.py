@@ -14,7 +14,7 @@ Reads
                         are reordered by name to classes.txt. Default: the columns are
                         already in classes.txt order (their number must match).
   --audio-ids FILE      the row order of the audio track scores (step 05)
-                        (default npy_files/<dataset>/<run>/<split>_audio_ids.txt)
+                        (default npy_files/<dataset>/<run>/<split>_ids.txt)
   --classes FILE        default file_lists/<dataset>/classes.txt (label = line number)
 Writes
   --out FILE            float32 [n_tracks, n_classes]: row i is the video score of audio id i,
@@ -162,8 +162,6 @@ def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
 
 def main(argv=None):
     parser = cli.parser(__doc__, ["EVAL_SPLIT", "RUN", "VIDEO_NAME"])
-    parser.add_argument("--split", default=None, help="split of the default paths "
-                        "(default: EVAL_SPLIT)")
     parser.add_argument("--video-scores", type=Path, default=None, metavar="FILE")
     parser.add_argument("--video-ids", type=Path, default=None, metavar="FILE")
     parser.add_argument("--video-list", type=Path, default=None, metavar="FILE")
@@ -176,14 +174,14 @@ def main(argv=None):
                         "(default: error)")
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
-    split = cfg.split or cfg.eval_split
+    split = cfg.eval_split
     video_scores = cfg.video_scores or paths.video_results / f"{cfg.video_name}_{split}_scores.npy"
     video_ids = cfg.video_ids
     if video_ids is None and datafiles.ids_path_for(video_scores).exists():
         video_ids = datafiles.ids_path_for(video_scores)
     out = cfg.out or paths.video_results / f"{cfg.video_name}_{split}_matched.npy"
     matched, ids, report = match(
-        video_scores, cfg.audio_ids or paths.npy_dir() / f"{split}_audio_ids.txt",
+        video_scores, cfg.audio_ids or paths.npy_dir() / f"{split}_ids.txt",
         cfg.classes or paths.classes, video_ids_path=video_ids,
         video_list_path=cfg.video_list or paths.video_list(split),
         video_classes_path=cfg.video_classes, allow_missing=cfg.allow_missing)

@@ -8,7 +8,7 @@ Reads
                           are reordered by id to the first source's order. Names: letters,
                           digits, _ and -; names starting with "audio" form the audio group of
                           the learned fusion, all others the visual group.
-                          default: audio=npy_files/<dataset>/<run>/<split>_audio_scores.npy
+                          default: audio=npy_files/<dataset>/<run>/<split>_scores.npy
                                    video=video_classification_results/<dataset>/
                                          <video_name>_<split>_matched.npy
   --labels FILE           id<TAB>label, looked up by id; every row needs a label in
@@ -100,14 +100,9 @@ def load_sources(files, n_classes):
 
 
 def labels_by_id(labels_path, ids, n_classes):
-    """Labels of `ids` looked up in an id<TAB>label file; every id must have one."""
-    list_ids, list_labels = datafiles.read_video_list(labels_path)
-    label_of = dict(zip(list_ids, list_labels.tolist()))
-    missing = [i for i in ids if i not in label_of]
-    if missing:
-        raise ValueError(f"{labels_path}: no label for {len(missing)} of {len(ids)} ids, "
-                         f"e.g. {missing[:SHOW_IDS]}")
-    labels = np.asarray([label_of[i] for i in ids], dtype=np.int64)
+    """Labels of `ids` looked up in an id<TAB>label file; every id must have one in
+    0..n_classes-1."""
+    labels = datafiles.labels_for(labels_path, ids)
     bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
     if len(bad):
         raise ValueError(f"{labels_path}: id {ids[bad[0]]!r} has label {labels[bad[0]]} "
@@ -367,9 +362,6 @@ def main(argv=None):
     parser.add_argument("--labels", type=Path, default=None, metavar="FILE")
     parser.add_argument("--classes", type=Path, default=None, metavar="FILE")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR")
-    parser.add_argument("--split", default=None,
-                        help="split of the default paths and of --apply's outputs "
-                             "(default: EVAL_SPLIT)")
     variants = learned_fusion.LEARNED_VARIANTS
     parser.add_argument("--learned-variants", nargs="*", default=list(variants),
                         choices=variants, metavar="VARIANT",
@@ -379,11 +371,11 @@ def main(argv=None):
                         help="fuse with weights chosen earlier; no labels needed")
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
-    split = cfg.split or cfg.eval_split
+    split = cfg.eval_split                 # of the default paths and of --apply's outputs
     try:
         files = ({k: Path(v) for k, v in parse_named(cfg.scores, "--scores").items()}
                  if cfg.scores else
-                 {"audio": paths.npy_dir() / f"{split}_audio_scores.npy",
+                 {"audio": paths.npy_dir() / f"{split}_scores.npy",
                   "video": paths.video_results / f"{cfg.video_name}_{split}_matched.npy"})
         kinds = parse_named(cfg.kind, "--kind")
     except ValueError as e:

@@ -3,7 +3,7 @@
 One frozen recipe (recipes/esc10.yaml, config.py keys) and the pipeline's own code: the
 FLACs go through steps 01-04 as if they were videos, then train.py runs once per fold.
 For fold k the classifier learns from the other folds and scores fold k; a clip's score is
-the mean of its patch softmax probabilities (train.py's <split>_audio_scores.npy) from the
+the mean of its patch softmax probabilities (train.py's <split>_scores.npy) from the
 LAST epoch's checkpoint. Nothing is chosen on the scored fold: the number of epochs and
 every other setting are fixed in the recipe, and no checkpoint is picked by a score.
 
@@ -12,15 +12,17 @@ Reads  <esc10-root>/meta.csv (filename, fold, target, category) and audio/*.flac
        recipes/esc10.yaml
 Writes data/esc10/videos/fold<f>/<category>/<name>.flac   symlinks to the FLACs (step 01's
                                                          layout: split = fold<f>)
-       data/esc10/audio/fold<f>/<category>/<name>.wav     step 02 (16 kHz mono PCM16)
-       data/esc10/features/<feature>/fold<f>/<category>/<name>.npy  step 03, e.g.
-                                                         float16 [5 patches, 64, 96]
+       data/esc10/audio/16000hz_mono/fold<f>/<category>/<name>.wav   step 02 (16 kHz
+                                                         mono PCM16)
+       data/esc10/features/<front end>/fold<f>/<category>/<name>.npy  step 03, e.g.
+                                                         vggish_mel: float16 [5, 64, 96]
        file_lists/esc10/classes.txt                      the 10 categories, sorted (step 01)
-       file_lists/esc10/{train,test}_f<k>_{videos,audio}.txt   fold-split lists: test_f<k>
+       file_lists/esc10/{train,test}_f<k>_videos.txt, ..._16000hz_mono_audio.txt   fold-split
+                                                         lists: test_f<k>
                                                          is fold k, train_f<k> the others
-       datalists/esc10/<feature>_{train,test}_f<k>.npz   step 04 (ids sorted)
+       datalists/esc10/<front end>_{train,test}_f<k>.npz   step 04 (ids sorted)
        runs/esc10/esc10_f<k>/, npy_files/esc10/esc10_f<k>/   train.py; the scores used are
-                                                         test_f<k>_audio_scores.npy (+ ids)
+                                                         test_f<k>_scores.npy (+ ids)
        npy_files/esc10/bench_esc10.json                  per-fold accuracy, wall time, load,
                                                          the recipe
 A rerun reuses the wavs and features (steps 02-03 skip finished files). Without the data
@@ -102,9 +104,9 @@ def fold_split_lists(paths, folds):
             rows, audio_ids = [], []
             for f in members:
                 rows += datafiles.read_lines(paths.video_list(f"fold{f}"))
-                audio_ids += datafiles.read_ids(paths.stage_list(f"fold{f}", "audio"))
+                audio_ids += datafiles.read_ids(paths.audio_list(f"fold{f}"))
             datafiles.write_lines(paths.video_list(split), sorted(rows))
-            datafiles.write_lines(paths.stage_list(split, "audio"), sorted(audio_ids))
+            datafiles.write_lines(paths.audio_list(split), sorted(audio_ids))
             splits.append(split)
     return splits
 
@@ -117,7 +119,7 @@ def prepare(esc_root, common, quiet=True):
       common: argv given to every step: --config RECIPE and any --data-root, --output-root,
         --workers (the dataset is always esc10).
     """
-    cfg = cli.parse(cli.parser(None, ["FEATURE", "DELTAS"]), common + ["--dataset", DATASET])
+    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), common + ["--dataset", DATASET])
     paths = datafiles.Paths(cfg)
     rows = read_meta(esc_root)
     folds = sorted({r[0] for r in rows})
@@ -145,13 +147,12 @@ def prepare(esc_root, common, quiet=True):
 
 def fold_accuracy(paths, run, k):
     """Clip accuracy (percent) of run's test_f<k> scores; scores and labels joined by id."""
-    npy = paths.npy_dir(run) / f"test_f{k}_audio_scores.npy"
+    npy = paths.npy_dir(run) / f"test_f{k}_scores.npy"
     scores, ids = datafiles.load_scores(npy, datafiles.ids_path_for(npy))
-    video_ids, labels = datafiles.read_video_list(paths.video_list(f"test_f{k}"))
-    label_of = dict(zip(video_ids, labels.tolist()))
+    video_ids, _ = datafiles.read_video_list(paths.video_list(f"test_f{k}"))
     if set(ids) != set(video_ids):
         raise ValueError(f"{npy}: its ids are not the clips of fold {k}")
-    y = np.array([label_of[i] for i in ids])
+    y = datafiles.labels_for(paths.video_list(f"test_f{k}"), ids)
     return metrics.topk_accuracy(scores, y, 1), scores.argmax(1), y
 
 
@@ -167,8 +168,8 @@ def main(argv=None):
                    help="torch threads per training run (OMP_NUM_THREADS); the wait policy is "
                         "passive, so threads that share busy cores yield instead of spinning "
                         "(default: %(default)s, the cores of this machine)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--output-root", default=None)
+    p.add_argument("--data-root", type=str, default=None)
+    p.add_argument("--output-root", type=str, default=None)
     p.add_argument("--workers", type=int, default=None, help="workers of steps 02-03")
     p.add_argument("--prepare-only", action="store_true")
     args, overrides = p.parse_known_args(argv)

@@ -28,7 +28,6 @@ Writes nothing outside its temporary folder.
 
   python scripts/bench_frontend.py --videos 96 --repeats 5 --workers 2
 """
-import argparse
 import contextlib
 import io
 import multiprocessing
@@ -53,6 +52,8 @@ import audio  # noqa: E402
 import cli  # noqa: E402
 import config  # noqa: E402
 import media  # noqa: E402
+
+VGGISH = audio.VGGISH
 
 KINETICS_CLIPS = 500_000
 
@@ -92,7 +93,7 @@ def on_cpus(cpus):
 def _bare(job):
     ffmpeg, videos, wavs = job
     # one file: exactly media.audio_command's argv (the same function builds both)
-    argv = media.batch_audio_command(ffmpeg, videos, config.SAMPLE_RATE_HZ,
+    argv = media.batch_audio_command(ffmpeg, videos, VGGISH.sample_rate_hz,
                                      [str(w) for w in wavs], fmt="wav")
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
@@ -130,27 +131,27 @@ def step02(step, root, workers, batch, cpus=None):
 def librosa_patches(x, sr):
     import librosa
     mel = librosa.feature.melspectrogram(
-        y=x, sr=sr, n_fft=config.FFT_LENGTH, win_length=400, hop_length=160, window="hann",
-        center=False, power=1.0, n_mels=config.NUM_MEL_BANDS, fmin=config.MEL_MIN_HZ,
-        fmax=config.MEL_MAX_HZ, htk=True)
-    logmel = np.log(mel + config.LOG_OFFSET)
-    n = logmel.shape[1] // config.PATCH_FRAMES
-    return logmel[:, : n * config.PATCH_FRAMES].reshape(64, n, 96).transpose(1, 0, 2)
+        y=x, sr=sr, n_fft=VGGISH.fft_length, win_length=VGGISH.window_samples,
+        hop_length=VGGISH.hop_samples, window="hann", center=False, power=1.0,
+        n_mels=VGGISH.num_bands, fmin=VGGISH.band_min_hz, fmax=VGGISH.band_max_hz, htk=True)
+    logmel = np.log(mel + VGGISH.log_offset)
+    n = logmel.shape[1] // VGGISH.patch_frames
+    return logmel[:, : n * VGGISH.patch_frames].reshape(64, n, 96).transpose(1, 0, 2)
 
 
 def fft_only(tracks):
     """Only the float64 FFTs of every frame, blocked as in audio.stft_magnitude (frames
     copied into a zero-padded block, no window, no magnitude, no filterbank): the floor
     under any log-mel that matches the float64 reference."""
-    rows, fft = audio.STFT_BLOCK_FRAMES, audio.FFT_LENGTH
+    rows, fft = audio.STFT_BLOCK_FRAMES, VGGISH.fft_length
     padded = np.zeros((rows, fft))
     spectrum = np.empty((rows, fft // 2 + 1), np.complex128)
     for x, _ in tracks:
-        frames = audio.frame(x, audio.WINDOW_SAMPLES, audio.HOP_SAMPLES)
+        frames = audio.frame(x, VGGISH.window_samples, VGGISH.hop_samples)
         for start in range(0, len(frames), rows):
             block = frames[start:start + rows]
             n = len(block)
-            padded[:n, :audio.WINDOW_SAMPLES] = block
+            padded[:n, :VGGISH.window_samples] = block
             np.fft.rfft(padded[:n], axis=1, out=spectrum[:n])
 
 
@@ -176,22 +177,20 @@ def cpu_scaling(workers, n=4_000_000):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--videos", type=int, default=96, help="number of 10 s test videos")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--workers", type=int, default=2)
+    p = cli.parser(__doc__, ["FFMPEG"])
+    p.add_argument("--videos", type=int, default=96, help="number of test videos")
+    p.add_argument("--video-seconds", type=float, default=10.0,
+                   help="length of each test video (default 10)")
     p.add_argument("--repeats", type=int, default=5, help="runs per timing (median)")
-    p.add_argument("--ffmpeg", default=config.FFMPEG, help="imageio | system | a path")
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
     ffmpeg = media.ffmpeg_binary(args.ffmpeg)
     step = cli.load_script("02_extract_audio")
     step01 = cli.load_script("01_make_file_lists")
     with tempfile.TemporaryDirectory(prefix="bench_frontend_") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        videos = make_videos(root, args.videos, args.seconds, ffmpeg, args.workers)
-        print(f"made {len(videos)} videos of {args.seconds:.0f} s in "
+        videos = make_videos(root, args.videos, args.video_seconds, ffmpeg, args.workers)
+        print(f"made {len(videos)} videos of {args.video_seconds:.0f} s in "
               f"{time.perf_counter() - t0:.1f} s; ffmpeg {ffmpeg}")
         step01.main(["--dataset", "bench", "--video-root", str(root / "videos"),
                      "--output-root", str(root), "--splits", "c", "--train-split", "c"])
@@ -239,7 +238,7 @@ def main(argv=None):
 
     n = len(videos)
     w, b = args.workers, config.FFMPEG_BATCH_FILES
-    print(f"\n{n} videos x {args.seconds:.0f} s, {w} workers, median of {args.repeats}")
+    print(f"\n{n} videos x {args.video_seconds:.0f} s, {w} workers, median of {args.repeats}")
     print(f"(a) bare ffmpeg loop, 1 file per ffmpeg  {med(bare):6.2f} s {n / med(bare):6.1f} files/s")
     print(f"(b) step 02, 1 file per ffmpeg (the loop's argv) {med(same):6.2f} s "
           f"{n / med(same):6.1f} files/s  ratio to (a) = {med(bare) / med(same):.2f}")

@@ -38,11 +38,11 @@ def synthetic_sources(n_rows, n_classes, seed):
 def main(argv=None):
     parser = cli.parser(__doc__, ["FUSION_GRID_STEPS", "FUSION_FOLDS", "SEED"])
     parser.add_argument("--rows", type=int, default=30000)
-    parser.add_argument("--classes", type=int, default=600)
+    parser.add_argument("--num-classes", type=int, default=600)
     parser.add_argument("--learned", action=argparse.BooleanOptionalAction, default=False,
                         help="also time the cross-fitted learned fusion variants")
     cfg = cli.parse(parser, argv)
-    sources, labels = synthetic_sources(cfg.rows, cfg.classes, cfg.seed)
+    sources, labels = synthetic_sources(cfg.rows, cfg.num_classes, cfg.seed)
     units, m = fusion.weight_grid(len(sources), cfg.fusion_grid_steps)
     t = time.perf_counter()
     fusion.grid_counts(sources, labels, units, m)
@@ -50,7 +50,7 @@ def main(argv=None):
     t = time.perf_counter()
     cf = fusion.cross_fit(sources, labels, cfg.fusion_folds, cfg.fusion_grid_steps, cfg.seed)
     cross_fit_s = time.perf_counter() - t
-    print(f"{cfg.rows} rows x {cfg.classes} classes x {len(units)} weights: grid search "
+    print(f"{cfg.rows} rows x {cfg.num_classes} classes x {len(units)} weights: grid search "
           f"{search_s:.2f} s; cross_fit ({cfg.fusion_folds} folds) {cross_fit_s:.2f} s; "
           f"cross-fitted top-1 {cf.metrics['top1']:.2f} %")
     times = {"search_s": search_s, "cross_fit_s": cross_fit_s}

@@ -1,7 +1,7 @@
 """Training throughput: the real loader from disk against tensors already in memory.
 
 Makes a synthetic feature set in a temporary folder (--tracks tracks of --patches float16
-patches [64, 96] each, random labels of --classes classes, laid out as steps 01-03 write
+patches [64, 96] each, random labels of --num-classes classes, laid out as steps 01-03 write
 them), indexes it with step 04 (with --packed), then times train.train_one_epoch, the
 training step of train.py (augmentation, forward, loss, backward, optimizer and scheduler
 step), on the configured model (MODEL, BATCH_SIZE, CHANNELS_LAST, LOADER_WORKERS ...) fed
@@ -25,6 +25,7 @@ busy cores yield instead of spinning. Writes nothing outside its temporary folde
   python scripts/bench_train.py --channels-last --batch-size 32 --repeats 5
   python scripts/bench_train.py --device cuda --loader-workers 4 --tracks 4000
 """
+import json
 import os
 import statistics
 import subprocess
@@ -42,6 +43,7 @@ from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import audio  # noqa: E402
 import cli  # noqa: E402
 import datafiles  # noqa: E402
 import network  # noqa: E402
@@ -57,7 +59,7 @@ def make_dataset(root, n_tracks, n_patches, n_classes, seed):
     """Per-track float16 features + lists as steps 01-03 write them; step 04 indexes them."""
     rng = np.random.default_rng(seed)
     lists = root / "file_lists" / "bench"
-    feats = root / "data" / "bench" / "features" / "mel"
+    feats = root / "data" / "bench" / "features" / audio.VGGISH.name
     rows = []
     for t in range(n_tracks):
         label = int(rng.integers(n_classes))
@@ -68,13 +70,17 @@ def make_dataset(root, n_tracks, n_patches, n_classes, seed):
     rows.sort()
     datafiles.write_lines(lists / "classes.txt", [f"class{c:02d}" for c in range(n_classes)])
     datafiles.write_lines(lists / "train_videos.txt", [f"{v}\t{c}" for v, c in rows])
-    datafiles.write_lines(lists / "train_audio.txt", [v for v, _ in rows])
+    datafiles.write_lines(lists / "train_16000hz_mono_audio.txt", [v for v, _ in rows])
+    datafiles.write_text(feats / datafiles.FEATURES_RECORD, json.dumps(
+        datafiles.feature_record(audio.VGGISH, "float16", "pad")))
     subprocess.run([sys.executable, str(REPO / "scripts" / "04_make_datalists.py"),
                     "--dataset", "bench", "--data-root", str(root / "data"),
                     "--output-root", str(root), "--splits", "train", "--packed"],
                    check=True, stdout=subprocess.DEVNULL)
     datalists = root / "datalists" / "bench"
-    return Datalist(datalists / "mel_train.npz"), feats, datalists / "mel_train_patches.npy"
+    name = audio.VGGISH.name
+    return (Datalist(datalists / f"{name}_train.npz"), feats,
+            datalists / f"{name}_train_patches.npy")
 
 
 def loader_over(dataset, cfg, env):
@@ -97,13 +103,14 @@ def memory_batches(n_batches, cfg, n_classes, pin):
     return out
 
 
-def time_epoch(feed, parts, cfg, env, epoch, n_classes):
+def time_epoch(feed, parts, cfg, env, epoch):
     """Seconds of one train_one_epoch over `feed` (CUDA work finished before the clock stops)."""
-    model, optimizer, scheduler, scaler = parts
+    model, task, optimizer, scheduler, scaler = parts
     if env.device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
-    train.train_one_epoch(model, feed, optimizer, scheduler, scaler, env, cfg, epoch, n_classes)
+    model.train()
+    train.train_one_epoch(model, feed, task, optimizer, scheduler, scaler, env, cfg, epoch)
     if env.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t
@@ -119,7 +126,7 @@ def main(argv=None):
     parser = cli.parser(__doc__, KEYS)
     parser.add_argument("--tracks", type=int, default=400)
     parser.add_argument("--patches", type=int, default=5, help="patches per track")
-    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch threads (default: %(default)s, the cores here)")
@@ -129,30 +136,30 @@ def main(argv=None):
     cuda = env.device.type == "cuda"
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         datalist, feature_dir, packed = make_dataset(Path(tmp), cfg.tracks, cfg.patches,
-                                                     cfg.classes, cfg.seed)
+                                                     cfg.num_classes, cfg.seed)
         feeds = {"files": loader_over(PatchDataset(datalist, feature_dir), cfg, env),
                  "packed": loader_over(PatchDataset(datalist, None, packed=packed), cfg, env)}
         n_batches = len(feeds["files"])
-        feeds = {"memory": memory_batches(n_batches, cfg, cfg.classes, cuda), **feeds}
+        feeds = {"memory": memory_batches(n_batches, cfg, cfg.num_classes, cuda), **feeds}
         loader_rate = {k: statistics.median(time_loader(feeds[k]) for _ in range(cfg.repeats))
                        for k in ("files", "packed")}
 
         train.seed_everything(cfg.seed)
-        model = network.build(cfg.model, n_classes=cfg.classes, in_channels=1).to(env.device)
+        model = network.build_audio(cfg.model, cfg.num_classes, (64, 96)).to(env.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         optimizer = train.make_optimizer(model, cfg)
         epochs = 1 + cfg.repeats * len(feeds)
         cfg.epochs = epochs  # the schedule spans every timed epoch
-        parts = (model, optimizer, train.make_scheduler(optimizer, cfg, n_batches),
+        task = train.AudioClassification(cfg, cfg.num_classes, None, [])
+        parts = (model, task, optimizer, train.make_scheduler(optimizer, cfg, n_batches),
                  torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp))
-        time_epoch(feeds["memory"][:3], parts, cfg, env, 0, cfg.classes)  # warm-up
+        time_epoch(feeds["memory"][:3], parts, cfg, env, 0)  # warm-up
         seconds = {k: [] for k in feeds}
         names, epoch = list(feeds), 1
         for r in range(cfg.repeats):  # interleaved, order rotated: a change in load hits all
             for name in names[r % len(names):] + names[:r % len(names)]:
-                seconds[name].append(time_epoch(feeds[name], parts, cfg, env, epoch,
-                                                cfg.classes))
+                seconds[name].append(time_epoch(feeds[name], parts, cfg, env, epoch))
                 epoch += 1
 
     device = torch.cuda.get_device_name(env.device) if cuda else \

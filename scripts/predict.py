@@ -1,21 +1,25 @@
 """Apply a trained audio classifier to any video or audio files: each file's top-5 classes.
 
 Reads  a checkpoint written by train.py (runs/<dataset>/<run>/best.pt or last.pt): the model
-       weights, model name, in_channels, classes and the config it was trained with (its
-       FEATURE and DELTAS pick the front end here); loaded with torch's weights_only loader
+       weights, model name, classes, the front end its features were made with (the
+       features.json record it carries) and the short-track policy; loaded with torch's
+       weights_only loader
        files ffmpeg can read (videos or audio); a folder is searched recursively for files
        with --extensions (hidden and .partial files skipped)
 Writes with --out FILE.json (atomically):
-         {"checkpoint": path, "model": name, "classes": [...], "feature": "mel",
+         {"checkpoint": path, "model": name, "classes": [...], "front_end": {...},
           "files":  [{"path", "seconds", "n_patches", "note", "top5": [[class, probability]
                       x 5, highest first]}, ...]   in the order the files were found,
           "failed": [{"path", "kind", "reason"}, ...]}
 Prints each file's top-5 classes with probabilities, and each failure with its reason.
 
-A file's audio is decoded by ffmpeg to SAMPLE_RATE_HZ mono (media.decode_audio), cut into
-the checkpoint's audio images (audio.features; a track shorter than one 0.96 s patch is
-zero-padded to one, noted "padded"), and scored as train.py scores a track: the mean of its
-patches' softmax probabilities. Exit status 0, or 3 when some file failed.
+The checkpoint's own front end is used, whatever config.py says: a file's audio is decoded
+by ffmpeg at that front end's sample rate and channel policy (media.decode_audio, as step 02),
+cut into its audio images (audio.features, as step 03; a track shorter than one patch follows
+the checkpoint's short-track policy, audio.pad_short_track), and scored as train.py scores a
+track: the mean of its patches' softmax probabilities. A checkpoint without a front-end record,
+or whose record does not fit its model's input, is refused. Exit status 0, or 3 when some
+file failed.
 
   python scripts/predict.py runs/esc10/esc10_f5/best.pt clip.mp4 more_clips/ --out preds.json
 """
@@ -39,11 +43,6 @@ import network  # noqa: E402
 EXIT_SOME_FAILED = 3
 TOP_K = 5
 AUDIO_EXTENSIONS = [".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma"]
-# Front-end settings that audio.py takes from config.py: a checkpoint trained on features made
-# with other values would be fed patches unlike its training data.
-FRONT_END_KEYS = ["sample_rate_hz", "stft_window_seconds", "stft_hop_seconds", "fft_length",
-                  "num_mel_bands", "mel_min_hz", "mel_max_hz", "log_offset", "patch_frames",
-                  "patch_hop_frames"]
 
 
 class Classifier:
@@ -56,38 +55,34 @@ class Classifier:
                 ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported alike
             raise ValueError(f"{path}: cannot read as a train.py checkpoint ({e})") from None
-        missing = [k for k in ("model", "model_name", "classes", "in_channels", "config")
-                   if k not in ckpt]
+        missing = [k for k in ("model", "model_name", "classes", "front_end",
+                               "short_track_policy") if k not in ckpt]
         if missing:
-            raise ValueError(f"{path}: not a train.py checkpoint (no {', '.join(missing)})")
-        cfg = ckpt["config"]
-        differ = {k: (cfg[k], getattr(config, k.upper())) for k in FRONT_END_KEYS
-                  if k in cfg and cfg[k] != getattr(config, k.upper())}
-        if differ:
-            raise ValueError(f"{path} was trained on features made with other front-end "
-                             f"settings than config.py's (checkpoint, here): {differ}")
+            raise ValueError(f"{path}: not a train.py checkpoint with a front-end record (no "
+                             f"{', '.join(missing)}); retrain with this version")
         self.path, self.classes = Path(path), list(ckpt["classes"])
         self.model_name = ckpt["model_name"]
-        self.feature, self.deltas = cfg["feature"], cfg["deltas"]
-        self.in_channels = int(ckpt["in_channels"])
-        if self.in_channels != (3 if self.deltas else 1):
-            raise ValueError(f"{path}: in_channels {self.in_channels} does not fit "
-                             f"deltas={self.deltas}")
+        self.front_end = audio.FrontEnd.from_dict(ckpt["front_end"], where=f"{path} front_end")
+        self.policy = ckpt["short_track_policy"]
+        if list(ckpt.get("patch_shape", [])) != list(self.front_end.patch_shape):
+            raise ValueError(f"{path}: its model was trained on patches "
+                             f"{ckpt.get('patch_shape')}, its front end makes "
+                             f"{list(self.front_end.patch_shape)}")
         self.device, self.batch_size = torch.device(device), batch_size
-        self.model = network.build(self.model_name, n_classes=len(self.classes),
-                                   in_channels=self.in_channels)
+        self.model = network.build_audio(self.model_name, len(self.classes),
+                                         self.front_end.patch_shape)
         self.model.load_state_dict(ckpt["model"])
         self.model.to(self.device).eval()
 
     def patches(self, samples, sample_rate):
-        """float waveform [n] -> (audio images float32 [n_patches, C, 64, 96], note)."""
-        note = ""
-        one_patch = int(np.ceil(audio.ONE_PATCH_SAMPLES * sample_rate / audio.SAMPLE_RATE_HZ))
-        if len(samples) < one_patch:
-            note = f"padded: {len(samples) / sample_rate:.2f} s of audio, zero-padded to one patch"
-            samples = np.pad(samples, (0, one_patch - len(samples)))
-        x = audio.features(samples, sample_rate, feature=self.feature, deltas=self.deltas)
-        return (x[:, None] if x.ndim == 3 else x), note
+        """float waveform [n] or [n, channels] -> (audio images [n_patches, C, bands,
+        frames] float32, note: "" or why the track was padded)."""
+        samples, note = audio.pad_short_track(samples, sample_rate, self.front_end,
+                                              self.policy)
+        if samples is None:
+            raise ValueError(f"dropped: {note}")
+        x = audio.features(samples, sample_rate, self.front_end)
+        return (x[:, None] if x.ndim == 3 else x), (f"padded: {note}" if note else "")
 
     @torch.no_grad()
     def probabilities(self, patches):
@@ -111,8 +106,10 @@ def find_files(inputs, extensions):
 
 def predict_file(clf, path, ffmpeg, timeout_s):
     """-> dict for the JSON 'files' list; raises media.MediaError or ValueError."""
-    rate = audio.SAMPLE_RATE_HZ
-    samples = media.decode_audio(path, rate, ffmpeg, timeout_s).astype(np.float32) / 32768.0
+    fe = clf.front_end
+    rate = fe.sample_rate_hz
+    samples = media.decode_audio(path, rate, ffmpeg, timeout_s, fe.channels)
+    samples = samples.astype(np.float32) / 32768.0
     patches, note = clf.patches(samples, rate)
     probs = clf.probabilities(patches)
     top = np.argsort(-probs, kind="stable")[:TOP_K]
@@ -154,12 +151,12 @@ def main(argv=None):
             continue
         print(f"{path}  FAILED ({failed[-1]['kind']}): {failed[-1]['reason']}")
     print(f"[predict] {len(results)} files scored, {len(failed)} failed "
-          f"({clf.model_name} on {clf.feature}{'_deltas' if clf.deltas else ''}, "
+          f"({clf.model_name} on {clf.front_end.name}, "
           f"{len(clf.classes)} classes, {cfg.checkpoint})")
     if cfg.out:
         datafiles.write_text(cfg.out, json.dumps({
             "checkpoint": str(cfg.checkpoint), "model": clf.model_name,
-            "feature": clf.feature + ("_deltas" if clf.deltas else ""),
+            "front_end": clf.front_end.to_dict(),
             "classes": clf.classes, "files": results, "failed": failed}, indent=2) + "\n")
         print(f"[predict] -> {cfg.out}")
     return EXIT_SOME_FAILED if failed else 0

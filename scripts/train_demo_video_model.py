@@ -145,9 +145,10 @@ def augment(clip, rng):
 
 def train(model, videos, labels, cfg, rng):
     """Fixed-length training on random crops and flips. videos: list of uint8 [T, S, S, 3]."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    steps_per_epoch = (len(videos) + cfg.batch_size - 1) // cfg.batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate,
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.video_learning_rate,
+                            weight_decay=cfg.video_weight_decay)
+    steps_per_epoch = (len(videos) + cfg.video_batch_size - 1) // cfg.video_batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.video_learning_rate,
                                                 total_steps=cfg.video_epochs * steps_per_epoch,
                                                 pct_start=0.15)
     y = torch.as_tensor(labels)
@@ -155,15 +156,15 @@ def train(model, videos, labels, cfg, rng):
         model.train()
         order = rng.permutation(len(videos))
         total, correct, seen = 0.0, 0, 0
-        for b in range(0, len(order), cfg.batch_size):
-            batch = order[b:b + cfg.batch_size]
+        for b in range(0, len(order), cfg.video_batch_size):
+            batch = order[b:b + cfg.video_batch_size]
             clips = []
             for i in batch:
                 v = videos[i]
                 start = int(rng.integers(0, max(1, len(v) - cfg.clip_frames + 1)))
                 clips.append(augment(cut_clip(v, start, cfg.clip_frames), rng))
             logits = model(to_tensor(clips))["logits"]
-            loss = F.cross_entropy(logits, y[batch], label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(logits, y[batch], label_smoothing=cfg.video_label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -193,16 +194,13 @@ def main(argv=None):
     parser = cli.parser(__doc__, ["TRAIN_SPLIT", "EVAL_SPLIT", "VIDEO_EXTENSIONS", "FFMPEG",
                                   "FFMPEG_TIMEOUT_SECONDS", "VIDEO_MODEL",
                                   "VIDEO_FRAME_SIZE_PIXELS", "VIDEO_FRAMES_PER_SECOND",
-                                  "VIDEO_EPOCHS", "VIDEO_NAME", "SEED"])
+                                  "VIDEO_EPOCHS", "VIDEO_BATCH_SIZE", "VIDEO_LEARNING_RATE",
+                                  "VIDEO_WEIGHT_DECAY", "VIDEO_LABEL_SMOOTHING", "VIDEO_NAME",
+                                  "SEED"])
     parser.add_argument("--clip-frames", type=int, default=8,
                         help="frames per training clip (default 8: 2 s at 4 fps)")
     parser.add_argument("--eval-windows", type=int, default=3,
                         help="clips averaged per scored video (default 3)")
-    parser.add_argument("--batch-size", type=int, default=16, help="default 16")
-    parser.add_argument("--learning-rate", type=float, default=5e-3, help="peak, default 5e-3")
-    parser.add_argument("--weight-decay", type=float, default=1e-2, help="default 1e-2")
-    parser.add_argument("--label-smoothing", type=float, default=0.1,
-                        help="default 0.1 (softer, better calibrated scores for fusion)")
     parser.add_argument("--width", type=int, default=16,
                         help="passed to the model as width= (default 16)")
     parser.add_argument("--threads", type=int, default=1,
@@ -255,7 +253,8 @@ def main(argv=None):
     info = dict(settings={k: v for k, v in cfg.items() if k in (
         "dataset", "train_split", "eval_split", "video_model", "video_frame_size_pixels",
         "video_frames_per_second", "video_epochs", "video_name", "seed", "clip_frames",
-        "eval_windows", "batch_size", "learning_rate", "weight_decay", "label_smoothing", "width")},
+        "eval_windows", "video_batch_size", "video_learning_rate", "video_weight_decay",
+        "video_label_smoothing", "width")},
         n_classes=len(classes), n_train=int(labelled.sum()), n_scored=len(ids),
         top1=top1, top5=top5, seconds=dict(decode=round(decode_s, 1), train=round(train_s, 1),
                                            total=round(total_s, 1)))

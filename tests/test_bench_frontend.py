@@ -10,7 +10,7 @@ bench = load_script("bench_frontend")
 
 def test_bench_frontend_prints_every_ratio(capsys):
     workers = str(min(2, len(os.sched_getaffinity(0))))
-    bench.main(["--videos", "4", "--seconds", "2", "--repeats", "1", "--workers", workers])
+    bench.main(["--videos", "4", "--video-seconds", "2", "--repeats", "1", "--workers", workers])
     out = capsys.readouterr().out
     for label in ("(a) bare ffmpeg loop", "(b) step 02", "(c) log-mel, ours", "librosa + log",
                   "float64 FFTs alone", "(d) step 02, 1 worker on 1 core",

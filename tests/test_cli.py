@@ -1,10 +1,13 @@
 """Overrides of config.py: precedence, unknown keys and wrong types are errors."""
+import argparse
 import sys
 
 import pytest
 
 import cli
 import config
+import train
+from conftest import REPO, load_script
 
 
 def parse(argv, keys=("EPOCHS", "DELTAS", "SPLITS", "FEATURE", "LEARNING_RATE"), shard=True):
@@ -45,10 +48,51 @@ def test_bad_yaml_is_an_error_naming_file_and_key(tmp_path, capsys, text, messag
     assert message in err and "bad.yaml" in err
 
 
-def test_bad_flags_are_errors(capsys):
-    for argv in (["--epochs", "x"], ["--feature", "mfcc"], ["--shard", "0/2"], ["--nope", "1"]):
-        with pytest.raises(SystemExit):
-            parse(argv)
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "x"], "--epochs: invalid int value: 'x'"),
+    (["--feature", "mfcc"], "--feature: invalid choice: 'mfcc'"),
+    (["--shard", "0/2"], "shard '0/2': need 1 <= K <= N"),
+    (["--nope", "1"], "unrecognized arguments: --nope 1"),
+    (["--num-bands", "32.5"], "--num-bands: invalid int value: '32.5'"),
+    (["--fft-length", "256"], "fft_length 256 is shorter than the window"),
+])
+def test_bad_flags_are_errors_that_say_why(capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        parse(argv, keys=("EPOCHS", "FEATURE", *cli.FRONT_END_KEYS))
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_front_end_keys_default_to_the_preset_and_take_a_typed_value(tmp_path):
+    keys = cli.FRONT_END_KEYS
+    cfg = parse([], keys=keys)
+    assert cfg.num_bands is None and cfg.front_end == "vggish"
+    y = tmp_path / "fe.yaml"
+    y.write_text("num_bands: 32\nband_max_hz: 7000\naudio_channels: null\n")
+    cfg = parse(["--config", str(y)], keys=keys)
+    assert cfg.num_bands == 32 and cfg.band_max_hz == 7000.0 and cfg.audio_channels is None
+    y.write_text("num_bands: 32.5\n")
+    with pytest.raises(SystemExit):
+        parse(["--config", str(y)], keys=keys)
+    y.write_text("audio_channels: left\n")
+    with pytest.raises(SystemExit):
+        parse(["--config", str(y)], keys=keys)
+
+
+def test_yaml_keys_a_script_does_not_use_are_logged(tmp_path, capsys):
+    y = tmp_path / "o.yaml"
+    y.write_text("epochs: 7\nmixup_alpha: 0.2\n")
+    cfg = cli.parse(cli.parser("Step 99: demo", ["EPOCHS"]), ["--config", str(y)])
+    assert cfg.epochs == 7
+    err = capsys.readouterr().err
+    assert "keys that 'Step 99' does not use (accepted, ignored here): MIXUP_ALPHA" in err
+
+
+def test_a_script_flag_may_not_shadow_a_config_key():
+    p = cli.parser("doc", ["EPOCHS"])
+    for flag in ("--seed", "--splits", "--batch-size", "--no-deltas"):
+        with pytest.raises(ValueError, match=f"script flag {flag} would shadow config key"):
+            p.add_argument(flag, default=None)
+    p.add_argument("--my-own", default=None)            # any other name is fine
 
 
 def test_common_flags_everywhere():
@@ -87,3 +131,52 @@ def test_progress_redraws_seldom_into_files(monkeypatch, terminal, interval):
     assert bar.mininterval == interval
     assert list(bar) == [0, 1, 2]
     assert "x" in "".join(stream.text)          # the bar went to stderr
+
+
+# ---------------------------------------------------------------- every script's flags
+SCRIPTS = sorted(p.stem for p in (REPO / "scripts").glob("*.py"))
+RUNBOOK = [s for s in SCRIPTS if s[:2].isdigit()] + ["train", "predict"]
+
+
+class _Built(Exception):
+    def __init__(self, parser):
+        self.parser = parser
+
+
+def built_parser(monkeypatch, name):
+    """The ArgumentParser a script's main() builds, caught before it parses anything."""
+    def catch(self, *args, **kwargs):
+        raise _Built(self)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", catch)
+    module = train if name == "train" else load_script(name)
+    with pytest.raises(_Built) as e:
+        module.main([])
+    return e.value.parser
+
+
+def flag_meanings(parser):
+    """{option string: (type, nargs, choices, action kind)} of a parser."""
+    out = {}
+    for a in parser._actions:
+        for opt in a.option_strings:
+            out[opt] = (getattr(a.type, "__name__", a.type), a.nargs,
+                        tuple(a.choices) if a.choices else None, type(a).__name__)
+    return out
+
+
+def test_every_flag_name_means_one_thing_in_every_script(monkeypatch):
+    seen = {}
+    for name in SCRIPTS + ["train"]:
+        for opt, meaning in flag_meanings(built_parser(monkeypatch, name)).items():
+            seen.setdefault(opt, {}).setdefault(meaning, []).append(name)
+    clashes = {opt: m for opt, m in seen.items() if len(m) > 1 and opt not in ("-h", "--help")}
+    assert not clashes, clashes
+    assert "--classes" in seen and "--num-classes" in seen    # a file, and a count
+
+
+def test_common_flags_are_accepted_by_the_whole_runbook(monkeypatch):
+    common = {cli._flag(k) for k in cli.COMMON_KEYS} | {"--config"}
+    for name in RUNBOOK:
+        missing = common - set(flag_meanings(built_parser(monkeypatch, name)))
+        assert not missing, (name, missing)

@@ -14,7 +14,7 @@ from conftest import load_script
 
 make_demo = load_script("00_make_demo_dataset")
 
-ARGS = ["--classes", "2", "--videos-per-class", "2", "--seconds", "3", "4"]
+ARGS = ["--num-classes", "2", "--videos-per-class", "2", "--clip-seconds", "3", "4"]
 
 
 def make(root, *extra):

@@ -60,9 +60,9 @@ def test_bad_inputs_are_listed_with_reasons_and_counts_reconcile(bad_root, tmp_p
     assert codes == [None, 3, 0]        # step 02: some files failed (listed) -> exit 3
     lists = tmp_path / "file_lists" / "t"
     videos = [ln.split("\t")[0] for ln in (lists / "val_videos.txt").read_text().splitlines()]
-    with_sound = (lists / "val_audio.txt").read_text().splitlines()
-    no_audio = read_tsv(lists / "val_no_audio.txt")
-    failed = read_tsv(lists / "val_failed.txt")
+    with_sound = (lists / "val_16000hz_mono_audio.txt").read_text().splitlines()
+    no_audio = read_tsv(lists / "val_16000hz_mono_no_audio.txt")
+    failed = read_tsv(lists / "val_16000hz_mono_failed.txt")
     assert len(videos) == len(with_sound) + len(no_audio) + len(failed) == 16
     assert no_audio == {"val/tone/no_audio": "no audio stream"}
     assert set(failed) == {"val/noise/truncated", "val/noise/empty", "val/noise/text"}
@@ -72,7 +72,7 @@ def test_bad_inputs_are_listed_with_reasons_and_counts_reconcile(bad_root, tmp_p
     out = capsys.readouterr().out
     assert "listed 16 = done 12 + exists 0 + no audio 1 + failed 3" in out
 
-    audio = tmp_path / "data" / "t" / "audio"
+    audio = tmp_path / "data" / "t" / "audio" / "16000hz_mono"
     import media
     for name in ("stereo_44k", "surround_48k", "rate_8k", "rate_22k"):
         x, rate = media.read_wav(audio / "val" / "tone" / f"{name}.wav")
@@ -80,10 +80,10 @@ def test_bad_inputs_are_listed_with_reasons_and_counts_reconcile(bad_root, tmp_p
     x, _ = media.read_wav(audio / "val" / "tone" / "silent.wav")
     assert not np.any(x)
 
-    notes = read_tsv(lists / "val_mel_notes.txt")
+    notes = read_tsv(lists / "val_vggish_mel_notes.txt")
     assert notes["val/tone/short"].startswith("padded")
     assert notes["val/tone/silent"].startswith("silent")
-    feats = tmp_path / "data" / "t" / "features" / "mel"
+    feats = tmp_path / "data" / "t" / "features" / "vggish_mel"
     short = np.load(feats / "val" / "tone" / "short.npy")
     assert short.shape == (1, 64, 96) and short.dtype == np.float16
     assert np.load(feats / "val" / "tone" / "good.npy").shape == (2, 64, 96)
@@ -104,13 +104,13 @@ def test_rerun_skips_finished_and_drop_policy(bad_root, tmp_path, capsys):
                         str(tmp_path), "--short-track-policy", "drop", "--feature-root",
                         str(tmp_path / "feat_drop"), "--splits", "val"])
     assert code == 0
-    skipped = (tmp_path / "file_lists" / "t" / "val_mel_skipped.txt").read_text()
+    skipped = (tmp_path / "file_lists" / "t" / "val_vggish_mel_skipped.txt").read_text()
     assert "val/tone/short\tdropped\t0.50 s of audio" in skipped
 
 
 def test_changed_front_end_settings_are_refused(bad_root, tmp_path):
     run_steps(bad_root, tmp_path, "--splits", "train")
-    with pytest.raises(SystemExit, match="other settings"):
+    with pytest.raises(SystemExit, match="feature_dtype = 'float16'"):
         step03.main(["--dataset", "t", "--data-root", str(tmp_path / "data"), "--output-root",
                      str(tmp_path), "--splits", "train", "--feature-dtype", "float32"])
 
@@ -135,12 +135,12 @@ def test_datalists_index_every_track_by_id(bad_root, tmp_path):
     run_steps(bad_root, tmp_path)
     step04.main(["--dataset", "t", "--data-root", str(tmp_path / "data"), "--output-root",
                  str(tmp_path), "--packed"])
-    d = np.load(tmp_path / "datalists" / "t" / "mel_val.npz")
+    d = np.load(tmp_path / "datalists" / "t" / "vggish_mel_val.npz")
     ids = d["ids"].tolist()
     assert ids == sorted(ids) and len(ids) == 12
     assert d["offsets"][-1] == d["n_patches"].sum()
-    packed = np.load(tmp_path / "datalists" / "t" / "mel_val_patches.npy", mmap_mode="r")
-    feats = tmp_path / "data" / "t" / "features" / "mel"
+    packed = np.load(tmp_path / "datalists" / "t" / "vggish_mel_val_patches.npy", mmap_mode="r")
+    feats = tmp_path / "data" / "t" / "features" / "vggish_mel"
     for t in (0, 5, 11):
         a, b = d["offsets"][t], d["offsets"][t + 1]
         assert np.array_equal(packed[a:b], np.load(feats / (ids[t] + ".npy")))
@@ -204,16 +204,16 @@ def test_real_clips_and_edge_cases(tmp_path, capsys):
     run_steps(root, tmp_path)
     lists = tmp_path / "file_lists" / "t"
     videos = (lists / "val_videos.txt").read_text().splitlines()
-    with_sound = (lists / "val_audio.txt").read_text().splitlines()
-    no_audio = read_tsv(lists / "val_no_audio.txt")
-    failed = read_tsv(lists / "val_failed.txt")
+    with_sound = (lists / "val_16000hz_mono_audio.txt").read_text().splitlines()
+    no_audio = read_tsv(lists / "val_16000hz_mono_no_audio.txt")
+    failed = read_tsv(lists / "val_16000hz_mono_failed.txt")
     assert len(videos) == len(with_sound) + len(no_audio) + len(failed)
     assert "val/dog/mmaction2_demo_kinetics_noaudio" in no_audio
     for name in ("mmaction2_test_mpeg4_mp3", "moviepy_bbb_1s_vp8_vorbis",
                  "moviepy_chaplin_h264_mp3"):
         assert f"val/dog/{name}" in with_sound, (name, failed)
     for vid in with_sound:  # every extracted track became patches (or a noted pad)
-        assert (tmp_path / "data" / "t" / "features" / "mel" / (vid + ".npy")).exists()
+        assert (tmp_path / "data" / "t" / "features" / "vggish_mel" / (vid + ".npy")).exists()
 
 
 def test_batched_ffmpeg_equals_one_process_per_file(bad_root, tmp_path):
@@ -229,8 +229,8 @@ def test_batched_ffmpeg_equals_one_process_per_file(bad_root, tmp_path):
     for rel in wavs:
         assert (one / rel).read_bytes() == (many / rel).read_bytes(), rel
     for name in ("no_audio", "failed"):
-        assert ((one / "file_lists" / "t" / f"val_{name}.txt").read_text()
-                == (many / "file_lists" / "t" / f"val_{name}.txt").read_text())
+        assert ((one / "file_lists" / "t" / f"val_16000hz_mono_{name}.txt").read_text()
+                == (many / "file_lists" / "t" / f"val_16000hz_mono_{name}.txt").read_text())
 
 
 def test_decode_audio_batch_matches_single_decodes(bad_root):
@@ -250,3 +250,108 @@ def test_decode_audio_batch_matches_single_decodes(bad_root):
     assert argv[argv.index("-i") + 1] == "file:" + str(paths[0].resolve())
     second = argv[argv.index("a") + 1:]
     assert second[:2] == ["-map", "1:a:0"] and second[-1] == "b"
+
+
+# ---------------------------------------------------------------- front ends through 02-04
+def _common(video_root, out):
+    return ["--dataset", "t", "--video-root", str(video_root), "--data-root", str(out / "data"),
+            "--output-root", str(out), "--workers", "1"]
+
+
+def test_yaml_front_end_override_changes_the_arrays_and_the_record(bad_root, tmp_path):
+    """32 bands and a 1024-point FFT from a YAML file: the arrays are [n, 32, 96] and equal a
+    direct computation from the wav; features.json and the datalist record what was done."""
+    import audio
+    import datafiles
+    import media
+    yaml_file = tmp_path / "custom.yaml"
+    yaml_file.write_text("num_bands: 32\nfft_length: 1024\nepochs: 3\n")
+    common = _common(bad_root, tmp_path) + ["--config", str(yaml_file), "--splits", "val"]
+    step01.main(common)
+    assert step02.main(common) == 3 and step03.main(common) == 0
+    step04.main(common)
+    fe = audio.front_end("vggish", num_bands=32, fft_length=1024)
+    folder = tmp_path / "data" / "t" / "features" / fe.name
+    record, recorded = datafiles.read_feature_record(folder)
+    assert recorded == fe and record["front_end"]["num_bands"] == 32
+    assert record["front_end"]["overrides"] == ["fft_length", "num_bands"]
+    x, rate = media.read_wav(tmp_path / "data" / "t" / "audio" / "16000hz_mono" / "val" /
+                             "tone" / "good.wav")
+    got = np.load(folder / "val" / "tone" / "good.npy")
+    frames = audio.frame(x.astype(np.float64), 400, 160) * audio.periodic_hann(400)
+    mel = np.log(np.abs(np.fft.rfft(frames, 1024, axis=1))
+                 @ audio.mel_matrix(32, 1024, 16000, 125.0, 7500.0) + 0.01)
+    n = got.shape[0]
+    assert got.shape == (n, 32, 96) and n >= 1
+    np.testing.assert_allclose(got.astype(np.float32),
+                               mel[:96 * n].reshape(n, 96, 32).transpose(0, 2, 1),
+                               atol=2e-2)                      # float16 storage
+    d = np.load(tmp_path / "datalists" / "t" / f"{fe.name}_val.npz")
+    assert tuple(d["patch_shape"]) == (32, 96)
+    assert audio.FrontEnd.from_dict(__import__("json").loads(str(d["front_end"]))) == fe
+    # the default front end's folder was never touched
+    assert not (tmp_path / "data" / "t" / "features" / "vggish_mel").exists()
+
+
+def test_a_front_end_key_that_cannot_work_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        step03.main(["--dataset", "t", "--data-root", str(tmp_path), "--fft-length", "256"])
+    assert "fft_length 256 is shorter than the window" in capsys.readouterr().err
+
+
+def test_step_04_refuses_a_record_of_another_front_end(bad_root, tmp_path):
+    import json
+    common = _common(bad_root, tmp_path) + ["--splits", "train"]
+    run_steps(bad_root, tmp_path, "--splits", "train")
+    record = tmp_path / "data" / "t" / "features" / "vggish_mel" / "features.json"
+    data = json.loads(record.read_text())
+    data["front_end"]["log_offset"] = 0.001            # as if made by other settings
+    record.write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match=r"log_offset: 0\.001 in .*features\.json but 0\.01 "
+                                         r"in these settings"):
+        step04.main(common)
+
+
+def test_stereo_policy_keeps_two_channels_and_notes_duplicated_mono(bad_root, tmp_path):
+    step01.main(_common(bad_root, tmp_path)[:-2])
+    common = _common(bad_root, tmp_path) + ["--audio-channels", "stereo", "--splits", "val"]
+    assert step02.main(common) == 3 and step03.main(common) == 0
+    import media
+    wavs = tmp_path / "data" / "t" / "audio" / "16000hz_stereo" / "val" / "tone"
+    x, _ = media.read_wav(wavs / "stereo_44k.wav")
+    assert x.ndim == 2 and x.shape[1] == 2
+    folder = next((tmp_path / "data" / "t" / "features").iterdir())
+    assert np.load(folder / "val" / "tone" / "stereo_44k.npy").shape[1:] == (2, 64, 96)
+    lists = tmp_path / "file_lists" / "t"
+    notes = read_tsv(lists / f"val_{folder.name}_notes.txt")
+    assert notes["val/tone/good"].startswith("mono: both channels identical")
+    assert "val/tone/stereo_44k" not in notes
+
+
+def test_a_32khz_preset_reads_32khz_wavs_and_refuses_16khz_ones(bad_root, tmp_path,
+                                                                monkeypatch):
+    import audio
+    import media
+    monkeypatch.setitem(audio.PRESETS, "test32k", dict(
+        audio.PRESETS["vggish"], sample_rate_hz=32000, window_seconds=0.032,
+        hop_seconds=0.01, fft_length=1024, band_min_hz=50.0, band_max_hz=14000.0))
+    step01.main(_common(bad_root, tmp_path)[:-2])
+    common = _common(bad_root, tmp_path) + ["--front-end", "test32k", "--splits", "val"]
+    assert step02.main(common) == 3
+    wav = tmp_path / "data" / "t" / "audio" / "32000hz_mono" / "val" / "tone" / "good.wav"
+    x, rate = media.read_wav(wav)
+    assert rate == 32000 and abs(len(x) / rate - 2.0) < 0.1
+    assert step03.main(common) == 0
+    got = np.load(tmp_path / "data" / "t" / "features" / "test32k_mel" / "val" / "tone" /
+                  "good.npy")
+    fe = audio.front_end("test32k")
+    np.testing.assert_allclose(got.astype(np.float32),
+                               audio.features(x, 32000, fe).astype(np.float16), atol=0)
+    # a wav of another rate in the folder is listed as failed, never resampled quietly
+    x16, _ = media.read_wav(tmp_path / "data" / "t" / "audio" / "32000hz_mono" / "val" /
+                            "noise" / "with space.wav")
+    media.write_wav(wav, (x16[:16000] * 32767).astype(np.int16), 16000)
+    (tmp_path / "data" / "t" / "features" / "test32k_mel" / "val" / "tone" / "good.npy").unlink()
+    assert step03.main(common) == 3
+    skipped = read_tsv(tmp_path / "file_lists" / "t" / "val_test32k_mel_skipped.txt")
+    assert "failed\twav is 16000 Hz with 1 channel(s)" in skipped["val/tone/good"]

@@ -281,7 +281,7 @@ def test_07_end_to_end_and_apply(fusion_files, capsys):
     test_ids = [f"test/x/v{k}" for k in range(5)]
     write_source(tmp_path / "t_audio_scores.npy", sources["audio"][:5], test_ids)
     write_source(tmp_path / "t_video.npy", np.log(sources["video"][:5]), test_ids)
-    fuse07.main(["--apply", str(out / "weights.json"), "--split", "test", "--out", str(out),
+    fuse07.main(["--apply", str(out / "weights.json"), "--eval-split", "test", "--out", str(out),
                  "--scores", f"video={tmp_path / 't_video.npy'}",
                  f"audio={tmp_path / 't_audio_scores.npy'}",
                  "--classes", str(tmp_path / "classes.txt")])

@@ -9,7 +9,7 @@ import audio
 import datafiles
 import media
 import metrics
-from conftest import load_script, make_video, sine
+from conftest import load_script, make_video, sine, write_feature_folder
 
 import train
 
@@ -29,17 +29,17 @@ def checkpoint(tmp_path_factory):
     """best.pt of a slim_cnn that train.py taught to tell three tones apart."""
     root = tmp_path_factory.mktemp("tones")
     rng = np.random.default_rng(0)
-    lists, feats = root / "file_lists" / "tones", root / "data" / "tones" / "features" / "mel"
-    rows = []
+    lists = root / "file_lists" / "tones"
+    rows, tracks = [], {}
     for label, name in enumerate(CLASSES):
         for i in range(8):
             vid = f"train/{name}/clip{i}"
-            x = audio.features(noisy_tone(2.0, TONE_HZ[name], rng), 16000)   # [2, 64, 96]
-            datafiles.save_npy(feats / (vid + ".npy"), x.astype(np.float16))
+            tracks[vid] = audio.log_mel_patches(noisy_tone(2.0, TONE_HZ[name], rng), 16000)
             rows.append((vid, label))
+    write_feature_folder(root / "data" / "tones" / "features", tracks)
     datafiles.write_lines(lists / "classes.txt", CLASSES)
     datafiles.write_lines(lists / "train_videos.txt", [f"{v}\t{c}" for v, c in rows])
-    datafiles.write_lines(lists / "train_audio.txt", [v for v, _ in rows])
+    datafiles.write_lines(lists / "train_16000hz_mono_audio.txt", [v for v, _ in rows])
     common = ["--dataset", "tones", "--data-root", str(root / "data"),
               "--output-root", str(root)]
     step04.main(common + ["--splits", "train"])
@@ -85,20 +85,43 @@ def test_top5_of_video_wav_and_folder(checkpoint, ffmpeg, tmp_path, capsys):
     # The same numbers by another road: the wav read directly, padded, the model's softmax.
     clf = predict.Classifier(checkpoint)
     x, rate = media.read_wav(wav)
-    x = np.pad(x, (0, audio.ONE_PATCH_SAMPLES - len(x)))
+    x = np.pad(x, (0, audio.VGGISH.one_patch_samples - len(x)))
     with torch.no_grad():
-        logits = clf.model(torch.from_numpy(audio.features(x, rate))[:, None])["logits"]
+        logits = clf.model(torch.from_numpy(audio.log_mel_patches(x, rate))[:, None])["logits"]
     want = metrics.softmax(logits.numpy()).mean(0)
     got = dict(files[str(wav)]["top5"])
     assert [got[c] for c in CLASSES] == pytest.approx(want.tolist(), abs=1e-5)
 
 
-def test_checkpoint_with_other_front_end_is_refused(checkpoint, tmp_path):
+def test_checkpoint_without_a_fitting_front_end_is_refused(checkpoint, tmp_path):
     ckpt = torch.load(checkpoint, weights_only=False)
-    ckpt["config"]["mel_max_hz"] = 8000.0
-    bad = tmp_path / "bad.pt"
-    torch.save(ckpt, bad)
-    with pytest.raises(ValueError, match="mel_max_hz"):
-        predict.Classifier(bad)
+    no_record = {k: v for k, v in ckpt.items() if k != "front_end"}
+    torch.save(no_record, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="no front_end"):
+        predict.Classifier(tmp_path / "old.pt")
+    # a record whose patches are not what the model was trained on
+    misfit = dict(ckpt, front_end=audio.front_end("vggish", num_bands=32).to_dict())
+    torch.save(misfit, tmp_path / "misfit.pt")
+    with pytest.raises(ValueError, match=r"trained on patches \[64, 96\], its front end makes "
+                                         r"\[32, 96\]"):
+        predict.Classifier(tmp_path / "misfit.pt")
     with pytest.raises(SystemExit):
-        predict.main([str(bad), str(tmp_path)])
+        predict.main([str(tmp_path / "misfit.pt"), str(tmp_path)])
+
+
+def test_predict_uses_the_checkpoints_front_end_not_config(checkpoint, tmp_path, monkeypatch):
+    """A checkpoint of another front end (here: log offset 0.1, stereo first channel) is
+    applied with ITS front end, whatever config.py says."""
+    import config
+    other = audio.front_end("vggish", log_offset=0.1, channels="first")
+    ckpt = torch.load(checkpoint, weights_only=False)
+    torch.save(dict(ckpt, front_end=other.to_dict()), tmp_path / "other.pt")
+    monkeypatch.setattr(config, "LOG_OFFSET", 0.5)          # must not matter
+    clf = predict.Classifier(tmp_path / "other.pt")
+    assert clf.front_end == other
+    rng = np.random.default_rng(3)
+    stereo = np.stack([noisy_tone(2.0, 300.0, rng), noisy_tone(2.0, 3000.0, rng)], axis=1)
+    patches, note = clf.patches(stereo, 16000)
+    np.testing.assert_array_equal(patches[:, 0], audio.features(stereo[:, 0], 16000, other))
+    assert note == "" and not np.allclose(patches[:, 0],
+                                          audio.log_mel_patches(stereo[:, 0], 16000))

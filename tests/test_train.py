@@ -1,6 +1,8 @@
 """train.py on synthetic audio images: it learns, resumes exactly, and runs under torchrun."""
 import csv
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,9 +13,10 @@ import pytest
 import torch
 
 import datafiles
+import metrics
 import network
 from AudioDataLoader import Datalist, PatchDataset, minival_split
-from conftest import REPO, load_script
+from conftest import REPO, load_script, write_feature_folder
 
 import train
 
@@ -25,9 +28,9 @@ def make_features(root, out, tracks_per_class=(12, 6), patches=3, seed=0):
     """Lists and float16 patches where class c lights up mel bands 20c..20c+12, under noise."""
     rng = np.random.default_rng(seed)
     lists = out / "file_lists" / "syn"
-    feats = root / "syn" / "features" / "mel"
     lists.mkdir(parents=True, exist_ok=True)
     datafiles.write_lines(lists / "classes.txt", [f"class{c}" for c in range(N_CLASSES)])
+    tracks = {}
     for split, n in zip(("train", "val"), tracks_per_class):
         rows, ids = [], []
         for c in range(N_CLASSES):
@@ -35,11 +38,12 @@ def make_features(root, out, tracks_per_class=(12, 6), patches=3, seed=0):
                 vid = f"{split}/class{c}/clip{i:02d}"
                 x = rng.normal(0, 1, (patches + i % 2, 64, 96)).astype(np.float32)
                 x[:, 20 * c: 20 * c + 12, :] += 1.0
-                datafiles.save_npy(feats / (vid + ".npy"), x.astype(np.float16))
+                tracks[vid] = x
                 rows.append(f"{vid}\t{c}")
                 ids.append(vid)
         datafiles.write_lines(lists / f"{split}_videos.txt", rows)
-        datafiles.write_lines(lists / f"{split}_audio.txt", ids)
+        datafiles.write_lines(lists / f"{split}_16000hz_mono_audio.txt", ids)
+    write_feature_folder(root / "syn" / "features", tracks)
     return ["--dataset", "syn", "--data-root", str(root), "--output-root", str(out)]
 
 
@@ -55,17 +59,22 @@ def test_learns_and_writes_every_output(syn, capsys):
     out, common = syn
     train.main(common + ["--epochs", "4", "--run", "r", "--mixup-alpha", "0.4"])
     npy = out / "npy_files" / "syn" / "r"
-    scores = np.load(npy / "val_audio_scores.npy")
-    ids = datafiles.read_ids(npy / "val_audio_ids.txt")
+    scores = np.load(npy / "val_scores.npy")
+    ids = datafiles.read_ids(npy / "val_ids.txt")
     labels = np.array([int(i.split("/")[1][-1]) for i in ids])
     assert scores.shape == (18, N_CLASSES) and np.allclose(scores.sum(1), 1, atol=1e-4)
     assert np.mean(scores.argmax(1) == labels) > 0.8          # chance is 1/3
     logits, track = np.load(npy / "val_patch_logits.npy"), np.load(npy / "val_patch_track.npy")
     assert len(logits) == len(track) and np.array_equal(np.unique(track), np.arange(18))
-    assert np.load(npy / "val_embeddings.npy").shape[0] == 18
+    assert np.load(npy / "val_embedding.npy").shape[0] == 18
+    np.testing.assert_array_equal(np.load(npy / "val_labels.npy"), labels)
+    np.testing.assert_allclose(np.load(npy / "val_logits.npy"),
+                               metrics.track_mean(logits, track, 18), rtol=1e-6)
+    np.testing.assert_allclose(scores, metrics.track_scores(logits, track, 18), rtol=1e-6)
     run = out / "runs" / "syn" / "r"
     ckpt = torch.load(run / "best.pt", weights_only=False)
     assert ckpt["config"]["model"] == "slim_cnn" and ckpt["classes"][0] == "class0"
+    assert ckpt["front_end"]["name"] == "vggish_mel" and ckpt["patch_shape"] == [64, 96]
     assert "git_commit" in ckpt and "torch" in ckpt["versions"]
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
@@ -97,15 +106,15 @@ def test_resume_after_kill_9_matches_a_straight_run(syn):
     last = torch.load(out / "runs" / "syn" / "killed" / "last.pt", weights_only=False)
     assert last["epoch"] == 1, "the kill was meant to land in epoch 2"
     train.main(args + ["--run", "killed", "--resume"])
-    a = np.load(out / "npy_files" / "syn" / "straight" / "val_audio_scores.npy")
-    b = np.load(out / "npy_files" / "syn" / "killed" / "val_audio_scores.npy")
+    a = np.load(out / "npy_files" / "syn" / "straight" / "val_scores.npy")
+    b = np.load(out / "npy_files" / "syn" / "killed" / "val_scores.npy")
     assert np.array_equal(a, b)
 
 
 def test_torchrun_two_processes_score_each_track_once(syn):
     out, common = syn
     train.main(common + ["--epochs", "1", "--run", "one"])
-    one = np.load(out / "npy_files" / "syn" / "one" / "val_audio_scores.npy")
+    one = np.load(out / "npy_files" / "syn" / "one" / "val_scores.npy")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                 "--master_port", str(29500 + os.getpid() % 1000),
                 "--", str(REPO / "train.py")]  # "--": torchrun would take --run as its own
@@ -113,25 +122,25 @@ def test_torchrun_two_processes_score_each_track_once(syn):
     r = subprocess.run(torchrun + common + ["--run", "one", "--eval-only"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    two = np.load(out / "npy_files" / "syn" / "one" / "val_audio_scores.npy")
+    two = np.load(out / "npy_files" / "syn" / "one" / "val_scores.npy")
     assert two.shape == one.shape and np.allclose(one, two, atol=1e-5)
     track = np.load(out / "npy_files" / "syn" / "one" / "val_patch_track.npy")
     assert np.array_equal(np.bincount(track), Datalist(
-        out / "datalists" / "syn" / "mel_val.npz").n_patches)
+        out / "datalists" / "syn" / "vggish_mel_val.npz").n_patches)
     # and training itself runs as DDP with gloo
     r = subprocess.run(torchrun + common + ["--epochs", "1", "--run", "ddp"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    ddp_ids = datafiles.read_ids(out / "npy_files" / "syn" / "ddp" / "val_audio_ids.txt")
+    ddp_ids = datafiles.read_ids(out / "npy_files" / "syn" / "ddp" / "val_ids.txt")
     assert len(ddp_ids) == len(set(ddp_ids)) == 18
 
 
 def test_loader_per_track_and_packed_agree(syn):
     out, common = syn
     step04.main(common[:6] + ["--packed"])
-    dl = Datalist(out / "datalists" / "syn" / "mel_train.npz")
-    per_track = PatchDataset(dl, out / "data" / "syn" / "features" / "mel")
-    packed = PatchDataset(dl, None, packed=out / "datalists" / "syn" / "mel_train_patches.npy")
+    dl = Datalist(out / "datalists" / "syn" / "vggish_mel_train.npz")
+    per_track = PatchDataset(dl, out / "data" / "syn" / "features" / "vggish_mel")
+    packed = PatchDataset(dl, None, packed=out / "datalists" / "syn" / "vggish_mel_train_patches.npy")
     assert len(per_track) == len(packed) == dl.n_patches.sum()
     for i in (0, 7, len(packed) - 1):
         a, b = per_track[i], packed[i]
@@ -184,3 +193,108 @@ def test_spec_augment_masks_one_band_and_one_time_span():
     zero_bands = (y == 0).all(dim=3).sum(dim=2).flatten()    # fully masked bands per patch
     zero_frames = (y == 0).all(dim=2).sum(dim=2).flatten()   # fully masked frames per patch
     assert zero_bands.max() <= 8 and zero_frames.max() <= 16 and (y == 0).any()
+
+
+# ---------------------------------------------------------------- body, head, init, front ends
+def body_state(model):
+    head = network.head_prefixes(model)
+    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(head)}
+
+
+def test_init_checkpoint_then_frozen_body_keeps_the_body_exactly(syn):
+    out, common = syn
+    train.main(common + ["--epochs", "1", "--run", "a"])
+    a = torch.load(out / "runs" / "syn" / "a" / "last.pt", weights_only=False)
+    train.main(common + ["--epochs", "1", "--run", "b", "--init-checkpoint",
+                         str(out / "runs" / "syn" / "a" / "last.pt"),
+                         "--freeze-body-epochs", "1"])
+    b = torch.load(out / "runs" / "syn" / "b" / "last.pt", weights_only=False)
+    model = network.build_audio("slim_cnn", N_CLASSES, (64, 96))
+    head = network.head_prefixes(model)
+    body_keys = [k for k in a["model"] if not k.startswith(head)]
+    assert body_keys and all(torch.equal(a["model"][k], b["model"][k]) for k in body_keys)
+    # batch-norm running statistics of the frozen body stayed too (listed among body keys)
+    assert any(k.endswith("running_mean") for k in body_keys)
+    # the head was trained: it moved from a's (and from its fresh initialisation)
+    assert not torch.equal(a["model"]["fc_logits.weight"], b["model"]["fc_logits.weight"])
+
+
+def test_body_learning_rate_is_scaled(syn):
+    out, common = syn
+    import cli
+    cfg = cli.parse(cli.parser(None, train.TRAIN_KEYS), common + ["--body-lr-scale", "0.1"])
+    model = network.build_audio("slim_cnn", N_CLASSES, (64, 96))
+    groups = {g["name"]: g for g in train.make_optimizer(model, cfg).param_groups}
+    assert groups["head_decay"]["lr"] == cfg.learning_rate
+    assert groups["body_decay"]["lr"] == pytest.approx(0.1 * cfg.learning_rate)
+    assert groups["body_no_decay"]["weight_decay"] == 0.0
+    n = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert n == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update({"blocks.1.convs.0.weightX": s.pop("blocks.1.convs.0.weight")}),
+     "missing blocks.1.convs.0.weight; unexpected blocks.1.convs.0.weightX"),
+    (lambda s: s.pop("bn_bands.running_var"), "missing bn_bands.running_var"),
+    (lambda s: s.update({"blocks.0.0.weight": torch.zeros(3, 1, 3, 3)}),
+     "reshaped blocks.0.0.weight (3, 1, 3, 3) (model: (32, 1, 3, 3))"),
+])
+def test_load_body_names_every_bad_key(edit, message):
+    model = network.build_audio("slim_cnn", N_CLASSES, (64, 96))
+    state = network.build_audio("slim_cnn", 7, (64, 96)).state_dict()   # another head: fine
+    network.load_body(model, dict(state), "ok")
+    edit(state)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        network.load_body(model, state, "f.pt")
+
+
+def test_init_checkpoint_of_another_model_or_front_end_is_refused(syn, tmp_path):
+    out, common = syn
+    train.main(common + ["--epochs", "1", "--run", "a"])
+    ckpt = torch.load(out / "runs" / "syn" / "a" / "last.pt", weights_only=False)
+    other_model = dict(ckpt, model_name="panns_cnn")
+    torch.save(other_model, tmp_path / "other_model.pt")
+    with pytest.raises(SystemExit, match="holds a 'panns_cnn' model, this run trains 'slim_cnn'"):
+        train.main(common + ["--epochs", "1", "--run", "c", "--init-checkpoint",
+                             str(tmp_path / "other_model.pt")])
+    other_fe = dict(ckpt, front_end=dict(ckpt["front_end"], log_offset=0.001))
+    torch.save(other_fe, tmp_path / "other_fe.pt")
+    with pytest.raises(SystemExit, match=r"log_offset: 0\.001 in INIT_CHECKPOINT"):
+        train.main(common + ["--epochs", "1", "--run", "c", "--init-checkpoint",
+                             str(tmp_path / "other_fe.pt")])
+
+
+def test_train_refuses_features_whose_record_disagrees_with_the_datalist(syn):
+    out, common = syn
+    record = out / "data" / "syn" / "features" / "vggish_mel" / "features.json"
+    data = json.loads(record.read_text())
+    data["front_end"]["band_max_hz"] = 7000.0
+    record.write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match=r"band_max_hz: 7500\.0 in .*vggish_mel_train\.npz "
+                                         r"but 7000\.0 in .*features\.json"):
+        train.main(common + ["--epochs", "1", "--run", "d"])
+
+
+def test_a_custom_front_end_trains_a_model_of_its_shape(tmp_path):
+    """NUM_BANDS 32: the model is built for [32, 96] patches and the checkpoint says so."""
+    import audio
+    fe = audio.front_end("vggish", num_bands=32)
+    rng = np.random.default_rng(0)
+    lists = tmp_path / "file_lists" / "syn"
+    datafiles.write_lines(lists / "classes.txt", ["a", "b"])
+    tracks = {f"train/{'ab'[c]}/t{i}": rng.normal(c, 1, (2, 32, 96)) for c in (0, 1)
+              for i in range(6)}
+    datafiles.write_lines(lists / "train_videos.txt",
+                          [f"{v}\t{'ab'.index(v.split('/')[1])}" for v in tracks])
+    datafiles.write_lines(lists / "train_16000hz_mono_audio.txt", list(tracks))
+    write_feature_folder(tmp_path / "data" / "syn" / "features", tracks, fe)
+    common = ["--dataset", "syn", "--data-root", str(tmp_path / "data"), "--output-root",
+              str(tmp_path), "--num-bands", "32", "--splits", "train", "--train-split", "train",
+              "--eval-split", "train"]
+    step04.main(common)
+    train.main(common + ["--epochs", "1", "--run", "c32", "--minival-fraction", "0"])
+    ckpt = torch.load(tmp_path / "runs" / "syn" / "c32" / "last.pt", weights_only=False)
+    assert ckpt["patch_shape"] == [32, 96] and ckpt["front_end"]["num_bands"] == 32
+    assert ckpt["model"]["bn_bands.weight"].shape == (32,)
+    with pytest.raises(ValueError, match="vggish takes patches of 64 bands x 96 frames"):
+        network.build_audio("vggish", 2, fe.patch_shape)
