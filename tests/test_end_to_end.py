@@ -58,3 +58,42 @@ def test_runbook_end_to_end(tmp_path, capsys):
     for png in ("accuracy_vs_weight.png", "per_class_gain.png", "confusion.png"):
         assert (tmp_path / "npy_files" / "tiny" / "fusion" / png).stat().st_size > 1000
     assert "oracle" in out
+
+
+def test_one_set_of_common_flags_runs_the_runbook_on_a_val_only_tree(tmp_path, capsys):
+    """A tree with a val split only (as a user with Kinetics val and a video model's val
+    scores has): the SAME common flags go to steps 01-07, train.py and predict.py."""
+    import shutil
+    make = ["--dataset", "v", "--data-root", str(tmp_path / "data"), "--output-root",
+            str(tmp_path), "--workers", "2"]
+    load_script("00_make_demo_dataset").main(
+        make + ["--num-classes", "2", "--videos-per-class", "8", "--clip-seconds", "2", "2"])
+    shutil.rmtree(tmp_path / "data" / "v" / "videos" / "train")
+    common = make + ["--splits", "val", "--train-split", "val", "--eval-split", "val"]
+    load_script("01_make_file_lists").main(common)
+    assert load_script("02_extract_audio").main(common) in (0, 3)
+    assert load_script("03_make_audio_images").main(common) == 0
+    load_script("04_make_datalists").main(common)
+    train.main(common + ["--run", "r", "--epochs", "1", "--minival-fraction", "0"])
+    load_script("05_score_tracks").main(common + ["--run", "r"])
+    # a video model's scores as a user brings them: rows in their own order, own ids file
+    npy = tmp_path / "npy_files" / "v" / "r"
+    ids, labels = datafiles.read_video_list(tmp_path / "file_lists" / "v" / "val_videos.txt")
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(ids))
+    video = np.eye(2, dtype=np.float32)[labels[order]] * 2 + rng.normal(0, 1, (len(ids), 2))
+    results = tmp_path / "video_classification_results" / "v"
+    datafiles.save_npy(results / "user_val_scores.npy", video.astype(np.float32))
+    datafiles.write_lines(results / "user_val_ids.txt", [ids[i] for i in order])
+    load_script("06_match_video_to_audio").main(common + ["--run", "r", "--video-name", "user"])
+    load_script("07_fuse").main(common + ["--run", "r", "--video-name", "user",
+                                          "--bootstrap-samples", "100", "--learned-variants"])
+    report = json.loads((tmp_path / "npy_files" / "v" / "fusion" / "report.json").read_text())
+    assert report["n"] == len(datafiles.read_ids(npy / "val_ids.txt"))
+    metrics05 = json.loads((npy / "val_metrics.json").read_text())
+    assert metrics05["track_top1"] == report["audio"]["top1"]     # one top-k everywhere
+    clip = next((tmp_path / "data" / "v" / "videos" / "val").rglob("*.mp4"))
+    predict = load_script("predict")
+    assert predict.main(common + [str(tmp_path / "runs" / "v" / "r" / "best.pt"),
+                                  str(clip)]) == 0
+    assert "1 files scored, 0 failed" in capsys.readouterr().out
