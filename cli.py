@@ -202,7 +202,8 @@ def parse(p, argv=None):
             values.update(from_yaml)
             unused = [k for k in from_yaml if k not in keys]
             if unused:
-                who = (p.description or p.prog).strip().splitlines()[0].split(":")[0][:40]
+                who = (p.prog if p.prog.endswith(".py") and p.prog != "__main__.py" else
+                       (p.description or p.prog).strip().splitlines()[0].split(":")[0][:40])
                 print(f"[config] {yaml_path}: keys that {who!r} does not use (accepted, "
                       f"ignored here): {', '.join(unused)}", file=sys.stderr)
         for key in keys:
