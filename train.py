@@ -61,7 +61,8 @@ TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "WEIGHT_DECAY", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
               "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
               "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
-              "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "FREEZE_BODY_EPOCHS", "BODY_LR_SCALE",
+              "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
+              "BODY_LR_SCALE",
               "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "SEED", "DEVICE"]
 
 
@@ -405,26 +406,31 @@ def load_checkpoint(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=False)
 
 
-def init_from_checkpoint(model, path, model_name, front_end):
+def init_from_checkpoint(model, path, model_name, front_end, pca_params=""):
     """Start the model's body from INIT_CHECKPOINT: a train.py checkpoint (its model name and
-    front end must be this run's) or a bare state dict. Every body key must be present with
-    its shape, and the file may hold no key the model lacks; the head starts afresh.
-    Raises ValueError naming the keys, both values and the file. -> one line for the log."""
+    front end must be this run's), a bare state dict, or a published file (PANNs'
+    ``{"model": state_dict, ...}`` with its front-end matrices checked against this run's;
+    VGGish's release state dict, plus VGGISH_PCA_PARAMS for a postprocessing model). Read
+    with torch.load(weights_only=True) (``network.pretrained.safe_load``). Every body key
+    must be present with its shape, and the file may hold no key the model lacks; the head
+    starts afresh. Raises ValueError naming the keys, both values, the file, and the file
+    expected. -> one line for the log."""
+    from network import pretrained
+    ckpt = pretrained.safe_load(path, "INIT_CHECKPOINT")
+    if isinstance(ckpt, dict) and "model_name" in ckpt:        # a train.py checkpoint
+        if ckpt["model_name"] != model_name:
+            raise ValueError(f"INIT_CHECKPOINT {path} holds a {ckpt['model_name']!r} model, "
+                             f"this run trains {model_name!r}")
+        if "front_end" in ckpt:
+            datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]), front_end,
+                                      f"INIT_CHECKPOINT {path}", "this run's features")
+        state = ckpt["model"]
+    else:
+        state = pretrained.init_state(model, ckpt, path, front_end, pca_params)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, ValueError) as e:
-        raise ValueError(f"INIT_CHECKPOINT {path}: cannot read ({e})") from None
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"INIT_CHECKPOINT {path}: neither a train.py checkpoint nor a state "
-                         "dict of tensors")
-    if isinstance(ckpt, dict) and "model_name" in ckpt and ckpt["model_name"] != model_name:
-        raise ValueError(f"INIT_CHECKPOINT {path} holds a {ckpt['model_name']!r} model, this "
-                         f"run trains {model_name!r}")
-    if isinstance(ckpt, dict) and "front_end" in ckpt:
-        datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]), front_end,
-                                  f"INIT_CHECKPOINT {path}", "this run's features")
-    loaded = network.load_body(model, state, where=f"INIT_CHECKPOINT {path}")
+        loaded = network.load_body(model, state, where=f"INIT_CHECKPOINT {path}")
+    except ValueError as e:
+        raise ValueError(pretrained.explain_misfit(model, ckpt, e)) from None
     return f"body from {path} ({loaded} tensors); head {network.head_prefixes(model)} afresh"
 
 
@@ -482,9 +488,7 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
         if improved:
             best = {"value": value, "epoch": epoch + 1}
         if env.main:
-            state = {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "epoch": epoch + 1, "best": best}
+            state = checkpoint_state(meta, model, optimizer, scheduler, scaler, epoch + 1, best)
             save_checkpoint(last_path, state)
             if improved:
                 save_checkpoint(best_path, state)
@@ -501,9 +505,25 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
                   + (" (body frozen)" if frozen else "")
                   + f" ({seconds:.1f} s, {row['examples_per_second']:.0f} patches/s)")
         env.barrier()
+    if cfg.epochs == 0 and not (cfg.resume or cfg.eval_only) and env.main:
+        # --epochs 0: the model as initialised (INIT_CHECKPOINT's body) is what scores, e.g.
+        # frozen pretrained embeddings; last.pt (and best.pt, so that no earlier run's is
+        # left to score) records it like any other run
+        state = checkpoint_state(meta, model, optimizer, scheduler, scaler, 0, best)
+        save_checkpoint(last_path, state)
+        save_checkpoint(best_path, state)
+        print(f"[train] --epochs 0: no training; scoring the initial model ({last_path})")
+    env.barrier()
     for p in model.parameters():
         p.requires_grad_(True)
     return writer
+
+
+def checkpoint_state(meta, model, optimizer, scheduler, scaler, epoch, best):
+    """What last.pt / best.pt hold: the run's record plus every state to resume from."""
+    return {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "best": best}
 
 
 def check_resumable(ckpt, meta, path):
@@ -563,8 +583,9 @@ def build(cfg, env, paths):
     init_note = ""
     if cfg.init_checkpoint:
         try:
-            init_note = init_from_checkpoint(model, cli.repo_path(cfg.init_checkpoint),
-                                             cfg.model, fe)
+            init_note = init_from_checkpoint(
+                model, cli.repo_path(cfg.init_checkpoint), cfg.model, fe,
+                cli.repo_path(cfg.vggish_pca_params) if cfg.vggish_pca_params else "")
         except ValueError as e:
             sys.exit(f"error: {e}")
     model.to(env.device)
