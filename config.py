@@ -110,6 +110,10 @@ LOADER_WORKERS = 0               # DataLoader worker processes
 SEED = 0                         # every random draw: demo data (step 00), minival, training
 DEVICE = "auto"                  # auto | cpu | cuda
 
+# ---------------------------------------------------------------- linear probe (step 11)
+PROBE_L2_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]   # L2 penalties tried on the minival (the
+                                 # mean cross-entropy + l2 / 2 |W|^2, standardised embeddings)
+
 # ---------------------------------------------------------------- demo video classifier
 VIDEO_MODEL = "tiny_video_cnn"   # network for scripts/train_demo_video_model.py
 VIDEO_FRAME_SIZE_PIXELS = 32     # frames decoded at this height and width

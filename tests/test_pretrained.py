@@ -11,6 +11,7 @@ Measured maxima are printed (pytest -s) and stated in README.md.
 import collections
 import copy
 import datetime
+import json
 import os
 import pickle
 import re
@@ -387,3 +388,79 @@ def test_old_feature_records_without_the_panns_fields_read_back_as_vggish():
     assert PANNS.n_frames(320000) == 1001 and PANNS.one_patch_samples == 320000
     patches = audio.features(signal("noise", 20, 32000), 32000, PANNS)
     assert patches.shape == (2, 64, 1001)         # frames 0-1000 and 1000-2000 of 2001
+
+
+# ---------------------------------------------------------------- the two ways to use them
+step04 = load_script("04_make_datalists")
+step11 = load_script("11_linear_probe")
+SHORT = audio.front_end("panns", patch_frames=101, patch_hop_frames=100)   # 1 s patches
+
+
+@pytest.fixture()
+def panns_syn(tmp_path):
+    """Panns-front-end features of 3 classes (class c lights up bands 20c..20c+12), 1 s
+    patches (the patch length may differ from the preset's: CNN14 pools globally), and a
+    published-structured TinyCnn14 file."""
+    rng = np.random.default_rng(0)
+    lists = tmp_path / "file_lists" / "syn"
+    datafiles.write_lines(lists / "classes.txt", ["a", "b", "c"])
+    tracks = {}
+    for split, n in (("train", 8), ("val", 4)):
+        ids = [f"{split}/{'abc'[c]}/t{i}" for c in range(3) for i in range(n)]
+        for vid in ids:
+            c = "abc".index(vid.split("/")[1])
+            x = rng.normal(-40, 5, (1 + len(tracks) % 2, 64, 101)).astype(np.float32)
+            x[:, 20 * c:20 * c + 12] += 15
+            tracks[vid] = x
+        datafiles.write_lines(lists / f"{split}_videos.txt",
+                              [f"{v}\t{'abc'.index(v.split('/')[1])}" for v in ids])
+        datafiles.write_lines(lists / f"{split}_32000hz_mono_audio.txt", ids)
+    write_feature_folder(tmp_path / "data" / "syn" / "features", tracks, SHORT)
+    common = ["--dataset", "syn", "--data-root", str(tmp_path / "data"), "--output-root",
+              str(tmp_path), "--front-end", "panns", "--patch-frames", "101",
+              "--patch-hop-frames", "100"]
+    step04.main(common)
+    return tmp_path, common, tiny_published(tmp_path / "Cnn14_mAP=0.431.pth"), tracks
+
+
+def test_fine_tuning_from_a_published_file_runs_through_train_py(panns_syn):
+    out, common, path, _ = panns_syn
+    train.main(common + ["--model", "test_tiny_cnn14", "--init-checkpoint", str(path),
+                         "--epochs", "1", "--freeze-body-epochs", "1", "--body-lr-scale",
+                         "0.1", "--batch-size", "8", "--run", "ft", "--no-spec-augment"])
+    ckpt = torch.load(out / "runs" / "syn" / "ft" / "last.pt", weights_only=True)
+    published = pretrained.safe_load(path, "x")["model"]
+    for key, value in ckpt["model"].items():     # frozen body (batch norms too) = the file's
+        if not key.startswith("fc_audioset"):
+            assert torch.equal(value, published[key]), key
+    assert ckpt["model"]["fc_audioset.weight"].shape == (3, 16)
+    assert ckpt["front_end"]["name"] == SHORT.name and ckpt["patch_shape"] == [64, 101]
+    npy = out / "npy_files" / "syn" / "ft"
+    assert np.load(npy / "val_scores.npy").shape == (12, 3)
+    assert np.load(npy / "val_embedding.npy").shape == (12, 16)
+
+
+def test_frozen_embeddings_score_through_train_py_and_the_probe_learns(panns_syn):
+    """--epochs 0 scores the published weights as loaded; step 11 fits a probe on them."""
+    out, common, path, tracks = panns_syn
+    train.main(common + ["--model", "test_tiny_cnn14", "--init-checkpoint", str(path),
+                         "--epochs", "0", "--eval-splits", "train", "val", "--run", "emb"])
+    npy = out / "npy_files" / "syn" / "emb"
+    model = TinyCnn14(n_classes=3).eval()
+    model.load_state_dict({**model.state_dict(), **{
+        k: v for k, v in pretrained.safe_load(path, "x")["model"].items()
+        if k in model.state_dict() and not k.startswith("fc_audioset")}})
+    ids = datafiles.read_ids(npy / "val_ids.txt")
+    emb = np.load(npy / "val_embedding.npy")
+    for row in (0, 5):
+        x = torch.from_numpy(tracks[ids[row]].astype(np.float16).astype(np.float32))[:, None]
+        with torch.no_grad():
+            want = model(x)["embedding"].mean(0).numpy()
+        np.testing.assert_allclose(emb[row], want, rtol=1e-4, atol=1e-5)
+    step11.main(common[:6] + ["--run", "emb", "--eval-splits", "val"])
+    probe = out / "npy_files" / "syn" / "emb_probe"
+    scores = np.load(probe / "val_scores.npy")
+    assert datafiles.read_ids(probe / "val_ids.txt") == ids and scores.shape == (12, 3)
+    report = json.loads((probe / "probe.json").read_text())
+    assert report["l2"] in report["grid"] and len(report["minival_top1"]) == len(report["grid"])
+    assert report["splits"]["val"]["top1"] > 60         # chance is 33 %
