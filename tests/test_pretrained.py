@@ -148,8 +148,8 @@ def test_panns_front_end_equals_torchlibrosa(panns_models):
                                rtol=0, atol=1e-6 * float(ref.logmel_extractor.melW.max()))
     mel32 = copy.deepcopy(ref.logmel_extractor)
     exact, mel64 = exact_stft(ref.spectrogram_extractor), ref.logmel_extractor.double()
-    for seconds in (1, 10):
-        for kind in SIGNALS:
+    for seconds, kinds in ((1, SIGNALS), (10, ("tone", "chirp"))):   # 10 s: the hard ones
+        for kind in kinds:
             x = signal(kind, seconds, 32000)
             ours = audio.log_spectrogram(x, 32000, PANNS)
             with torch.no_grad():
@@ -184,8 +184,9 @@ def test_cnn14_loaded_from_a_published_file_equals_panns_cnn14(panns_models, tmp
     by up to 0.09 dB in bands 90 dB down, which moves a random network's output by ~1e-3)."""
     torch.manual_seed(0)
     ref = panns_models.Cnn14(32000, 1024, 320, 64, 50, 14000, 527).eval()
-    # every signal at 1 s; at 10 s (1001 frames: odd sizes at every pooling) two of them
-    kinds = {1: SIGNALS, 10: ("noise", "chirp")}
+    # every signal at 1 s; at 10 s (1001 frames: odd sizes at every pooling) the chirp and
+    # silence (the batch norms calibrated on 1 s make the embeddings of 10 s differ anyway)
+    kinds = {1: SIGNALS, 10: ("chirp", "silence")}
     waves = {s: torch.from_numpy(np.stack([signal(k, s, 32000, seed=s) for k in kinds[s]]))
              for s in (1, 10)}
     calibrate_batch_norms(ref, waves[1])
@@ -330,7 +331,7 @@ def vggish_reference():
 
 def test_vggish_equals_torchvggish_both_ways_and_after_pca(vggish_reference, tmp_path):
     """The release's state dict and PCA file (numpy arrays, numpy 1.x names) load into
-    vggish / torchvggish / vggish_pca; embeddings before PCA within a relative 1e-4 of
+    torchvggish / vggish_pca; embeddings before PCA within a relative 1e-4 of
     torchvggish's (ReLU on: torchvggish; off: its network with the ReLU removed, Google's
     VGGish), after PCA + 8-bit quantisation within one step."""
     ref, pproc, patches = vggish_reference
@@ -341,7 +342,7 @@ def test_vggish_equals_torchvggish_both_ways_and_after_pca(vggish_reference, tmp
                               tmp_path / "vggish_pca_params-970ea276.pth")
     no_relu = torch.nn.Sequential(*list(ref.embeddings)[:-1])
     models = {}
-    for name in ("vggish", "torchvggish", "vggish_pca"):
+    for name in ("torchvggish", "vggish_pca"):      # ReLU on / off; both postprocess
         models[name] = network.build_audio(name, 5, (64, 96)).eval()
         train.init_from_checkpoint(models[name], weights, name, audio.VGGISH, pca)
     for seconds, x in patches.items():
@@ -351,16 +352,16 @@ def test_vggish_equals_torchvggish_both_ways_and_after_pca(vggish_reference, tmp
             flat = ref.features(x.transpose(2, 3)).permute(0, 2, 3, 1).reshape(len(x), -1)
             plain_ref = no_relu(flat)
             out = {k: m(x)["embedding"] for k, m in models.items()}
-            # torchvggish's model (the ReLU flag on) before its postprocessor
-            relu_ours = models["torchvggish"].embeddings(
-                models["torchvggish"].features(x.transpose(2, 3)).permute(0, 2, 3, 1)
-                .reshape(len(x), -1))
+            # before the postprocessor: vggish_pca's embedding is vggish's (the ReLU off)
+            before = {k: m.embeddings(m.features(x.transpose(2, 3)).permute(0, 2, 3, 1)
+                                      .reshape(len(x), -1)) for k, m in models.items()}
         assert (plain_ref < 0).any()                        # the ReLU matters on these inputs
-        for name, ours, want in (("no ReLU, vs torchvggish without it", out["vggish"], plain_ref),
-                                 ("ReLU, vs torchvggish", relu_ours, relu_ref)):
+        for name, ours, want in (("no ReLU, vs torchvggish without it", before["vggish_pca"],
+                                  plain_ref),
+                                 ("ReLU, vs torchvggish", before["torchvggish"], relu_ref)):
             note(f"vggish embedding ({name}), relative", relative(ours, want))
             assert relative(ours, want) < 1e-4, name
-        assert relative(out["vggish"], relu_ref) > 0.1      # the flag changes the embedding
+        assert relative(before["vggish_pca"], relu_ref) > 0.1   # the flag changes it
         q_ref = pproc.postprocess(relu_ref)
         q_plain = pproc.postprocess(plain_ref)
         steps = max(float((out["torchvggish"] - q_ref).abs().max()),
@@ -457,6 +458,19 @@ def test_frozen_embeddings_score_through_train_py_and_the_probe_learns(panns_syn
         with torch.no_grad():
             want = model(x)["embedding"].mean(0).numpy()
         np.testing.assert_allclose(emb[row], want, rtol=1e-4, atol=1e-5)
+    # the same, scored in two shards (the second run twice: it resumes, skipping its file)
+    for shard in ("2/2", "1/2", "1/2"):
+        train.main(common + ["--model", "test_tiny_cnn14", "--init-checkpoint", str(path),
+                             "--epochs", "0", "--eval-splits", "train", "val", "--run", "embs",
+                             "--shard", shard])
+        if shard == "2/2":
+            assert not (out / "npy_files" / "syn" / "embs" / "val_embedding.npy").exists()
+    for name in ("val_embedding.npy", "train_scores.npy", "val_patch_track.npy"):
+        np.testing.assert_array_equal(np.load(npy / name),
+                                      np.load(out / "npy_files" / "syn" / "embs" / name))
+    assert datafiles.read_ids(out / "npy_files" / "syn" / "embs" / "val_ids.txt") == ids
+    with pytest.raises(SystemExit):
+        train.main(common + ["--model", "test_tiny_cnn14", "--epochs", "1", "--shard", "1/2"])
     step11.main(common[:6] + ["--run", "emb", "--eval-splits", "val"])
     probe = out / "npy_files" / "syn" / "emb_probe"
     scores = np.load(probe / "val_scores.npy")
