@@ -57,7 +57,7 @@ SPECTRA = ("magnitude", "power")                 # |STFT| (VGGish) | |STFT|^2 (P
 # slaney: librosa's default (Slaney's Auditory Toolbox mel: linear below 1 kHz, logarithmic
 # above; triangles linear in Hz), as PANNs use.
 MEL_SCALES = ("htk", "slaney")
-MEL_NORMS = ("none", "slaney")                   # slaney: each triangle scaled to area 1 in Hz/2
+MEL_NORMS = ("none", "slaney")                   # slaney: each triangle scaled to area 1 (Hz)
 LOG_SCALES = ("ln", "db")
 CENTRE_PADDINGS = ("none", "reflect")
 
