@@ -117,6 +117,16 @@ def panns_models(tmp_path_factory):
     return models
 
 
+@pytest.fixture(scope="module")
+def panns_reference(panns_models):
+    """One reference CNN14 with random weights, built as panns_inference builds it for the
+    published file (32 kHz, window 1024, hop 320, 64 bands 50-14000 Hz, 527 classes); tests
+    may change its batch norms' statistics, never its front end."""
+    torch.manual_seed(0)
+    return panns_models.Cnn14(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64,
+                              fmin=50, fmax=14000, classes_num=527).eval()
+
+
 def exact_stft(spectrogram_extractor):
     """torchlibrosa's STFT convolutions recomputed in float64 from its own DFT matrix W
     (complex128) and window: the reference's maths without its float32 coefficients."""
@@ -133,7 +143,7 @@ def exact_stft(spectrogram_extractor):
     return exact
 
 
-def test_panns_front_end_equals_torchlibrosa(panns_models):
+def test_panns_front_end_equals_torchlibrosa(panns_reference):
     """The panns preset's log-mel vs CNN14's own torchlibrosa front end, in dB.
 
     As shipped, torchlibrosa's STFT is a float32 convolution with float32 DFT coefficients:
@@ -142,12 +152,11 @@ def test_panns_front_end_equals_torchlibrosa(panns_models):
     tones and chirps reach -100 dB there). So: with the reference's own DFT matrix kept in
     float64, within 1e-3 dB everywhere; as shipped, within 1e-3 dB wherever the band is
     within 60 dB of the track's loudest, and 0.1 dB everywhere."""
-    ref = panns_models.Cnn14(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64,
-                             fmin=50, fmax=14000, classes_num=527)
+    ref = panns_reference
     np.testing.assert_allclose(ref.logmel_extractor.melW.numpy(), audio.filterbank_matrix(PANNS),
                                rtol=0, atol=1e-6 * float(ref.logmel_extractor.melW.max()))
-    mel32 = copy.deepcopy(ref.logmel_extractor)
-    exact, mel64 = exact_stft(ref.spectrogram_extractor), ref.logmel_extractor.double()
+    mel32 = ref.logmel_extractor
+    exact, mel64 = exact_stft(ref.spectrogram_extractor), copy.deepcopy(mel32).double()
     for seconds, kinds in ((1, SIGNALS), (10, ("tone", "chirp"))):   # 10 s: the hard ones
         for kind in kinds:
             x = signal(kind, seconds, 32000)
@@ -176,14 +185,13 @@ def panns_state(ref):
                         "random_state": sampler.get_state()}}
 
 
-def test_cnn14_loaded_from_a_published_file_equals_panns_cnn14(panns_models, tmp_path):
+def test_cnn14_loaded_from_a_published_file_equals_panns_cnn14(panns_reference, tmp_path):
     """Reference CNN14 with random weights -> its published-format file -> INIT_CHECKPOINT ->
     panns_cnn14 on our log-mel: clipwise output (sigmoid of the logits) and embedding within
     a relative 1e-4 of the reference's on the same waveforms. The reference's front end
     runs with its DFT matrix in float64 (see the test above: shipped, it differs from exact
     by up to ~0.1 dB in bands ~95 dB down, which moves a random network's output by ~1e-3)."""
-    torch.manual_seed(0)
-    ref = panns_models.Cnn14(32000, 1024, 320, 64, 50, 14000, 527).eval()
+    ref = panns_reference
     # every signal at 1 s; at 10 s (1001 frames: odd sizes at every pooling) the chirp and
     # silence (the batch norms calibrated on 1 s make the embeddings of 10 s differ anyway)
     kinds = {1: SIGNALS, 10: ("chirp", "silence")}
@@ -192,8 +200,7 @@ def test_cnn14_loaded_from_a_published_file_equals_panns_cnn14(panns_models, tmp
     calibrate_batch_norms(ref, waves[1])
     path = save_like_published(panns_state(ref), tmp_path / "Cnn14_mAP=0.431.pth")
     exact = exact_stft(ref.spectrogram_extractor)
-    ref.spectrogram_extractor = torch.nn.Sequential()      # the front end runs below
-    ref.logmel_extractor.double()
+    mel64 = copy.deepcopy(ref.logmel_extractor).double()
 
     model = network.build_audio("panns_cnn14", 527, PANNS.patch_shape).eval()
     train.init_from_checkpoint(model, path, "panns_cnn14", PANNS)
@@ -201,7 +208,7 @@ def test_cnn14_loaded_from_a_published_file_equals_panns_cnn14(panns_models, tmp
         p.data.copy_(ref.state_dict()[f"fc_audioset.{name}"])
     for seconds, x in waves.items():
         with torch.no_grad():
-            spec = ref.logmel_extractor(exact(x.double())).float()
+            spec = mel64(exact(x.double())).float()
             want = _reference_from_log_mel(ref, spec)
             feats = np.stack([audio.log_spectrogram(w, 32000, PANNS).T for w in x.numpy()])
             out = model(torch.from_numpy(feats)[:, None])
@@ -218,13 +225,14 @@ def test_cnn14_loaded_from_a_published_file_equals_panns_cnn14(panns_models, tmp
 
 
 def _reference_from_log_mel(ref, spec):
-    """The reference's forward with its front end's output given (identity extractors)."""
-    extractor = ref.logmel_extractor
-    ref.logmel_extractor = torch.nn.Sequential()
+    """The reference's forward with its front end's output given (its extractors replaced by
+    identities for the call)."""
+    extractors = ref.spectrogram_extractor, ref.logmel_extractor
+    ref.spectrogram_extractor = ref.logmel_extractor = torch.nn.Sequential()
     try:
         return {k: v.numpy() for k, v in ref(spec).items()}
     finally:
-        ref.logmel_extractor = extractor
+        ref.spectrogram_extractor, ref.logmel_extractor = extractors
 
 
 # ---------------------------------------------------------------- loading and its errors
