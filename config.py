@@ -19,7 +19,8 @@ DATA_ROOT = "data"               # generated media and features: <DATA_ROOT>/<DA
 OUTPUT_ROOT = ""                 # "" -> the repository: file_lists/ datalists/ npy_files/ runs/
                                  # video_classification_results/, each with a <DATASET>/ folder
 VIDEO_ROOT = ""                  # "" -> <DATA_ROOT>/<DATASET>/videos; <root>/<split>/<class>/<id>.mp4
-AUDIO_ROOT = ""                  # "" -> <DATA_ROOT>/<DATASET>/audio (16 kHz mono PCM16 wavs)
+AUDIO_ROOT = ""                  # "" -> <DATA_ROOT>/<DATASET>/audio (PCM16 wavs, one folder per
+                                 # rate and channel policy: 16000hz_mono/, 32000hz_mono/)
 FEATURE_ROOT = ""                # "" -> <DATA_ROOT>/<DATASET>/features/<feature>/
 SPLITS = ["train", "val"]        # splits that steps 01-05 process, in order
 TRAIN_SPLIT = "train"            # split the classifiers learn from (classes.txt comes from it)
