@@ -15,6 +15,13 @@ NPY := npy_files/$(DATASET)/$(RUN)
 VIDEO := video_classification_results/$(DATASET)
 # steps 02/03 exit 3 when some file failed and is listed with its reason: the demo goes on
 LISTED_FAILURES_OK := || [ $$? -eq 3 ]
+# The demo's numbers repeat on another x86-64 CPU only if the math kernels and the thread
+# count are the same: OpenBLAS's Haswell (AVX2) kernels for numpy, torch's own (ATen) and
+# oneDNN's kernels capped at AVX2, MKL in its AVX2 reproducible mode, 2 torch threads
+# (README: "What the numbers depend on").
+DEMO_CPU := OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+            MKL_CBWR=AVX2,STRICT
+DEMO_THREADS := --torch-threads 2
 
 .PHONY: venv demo test clean-demo
 
@@ -27,6 +34,7 @@ venv: $(STAMP)
 
 demo: venv
 	@start=$$(date +%s); set -e; \
+	export $(DEMO_CPU); \
 	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
 	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }; \
 	step $(PY) scripts/00_make_demo_dataset.py --dataset $(DATASET); \
@@ -34,7 +42,7 @@ demo: venv
 	step $(PY) scripts/02_extract_audio.py --dataset $(DATASET) $(LISTED_FAILURES_OK); \
 	step $(PY) scripts/03_make_audio_images.py --dataset $(DATASET) $(LISTED_FAILURES_OK); \
 	step $(PY) scripts/04_make_datalists.py --dataset $(DATASET); \
-	step $(PY) train.py --dataset $(DATASET) --run $(RUN); \
+	step $(PY) train.py --dataset $(DATASET) --run $(RUN) $(DEMO_THREADS); \
 	step $(PY) scripts/05_score_tracks.py --dataset $(DATASET) --run $(RUN); \
 	step $(PY) scripts/train_demo_video_model.py --dataset $(DATASET); \
 	step $(PY) scripts/06_match_video_to_audio.py --dataset $(DATASET) \

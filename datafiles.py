@@ -9,8 +9,8 @@ killed run never leaves a half-written file under a final name.
 import json
 import os
 import platform
+import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,18 @@ import audio
 import cli
 
 PARTIAL_SUFFIX = ".partial"
-# Fault injection for the kill-and-resume tests: hold each temp file this long before the
-# rename, so a test can kill a run while a file is being written. 0 in normal use.
-_PAUSE_BEFORE_RENAME_S = float(os.environ.get("SOUNDTRACK_PAUSE_BEFORE_RENAME_S", "0"))
+# Fault injection for the kill -9 tests: SOUNDTRACK_KILL_AT_RENAME="SUFFIX:N" SIGKILLs the
+# whole process group at this process's N-th rename of a file ending in SUFFIX (its temp file
+# written, not yet renamed; the test starts the run in a session of its own). Unset normally.
+_KILL_SUFFIX, _, _KILL_N = os.environ.get("SOUNDTRACK_KILL_AT_RENAME", "").partition(":")
+_renames = 0
+
+
+def kill_run_if_asked(count, wanted):
+    """SIGKILL this process group when count == wanted > 0 (the kill -9 tests' deterministic
+    fault injection)."""
+    if wanted and count == wanted:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 class Paths:
@@ -102,6 +111,19 @@ class Paths:
     @property
     def fusion_dir(self):
         return self.npy / "fusion"
+
+    def relative(self, path):
+        """A path as reports record it: relative to the output root when inside it, else to
+        the repository, else as given (a user's own file elsewhere). Two clones in different
+        folders then write the same report."""
+        path = Path(path)
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        for root in (cli.repo_path(self.cfg.output_root or "."), cli.repo_path(".")):
+            try:
+                return absolute.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                continue
+        return str(path)
 
 
 # ---------------------------------------------------------------- ids and lists
@@ -198,8 +220,10 @@ def atomic_write(path, write):
     tmp = partial_path(path)
     try:
         write(tmp)
-        if _PAUSE_BEFORE_RENAME_S:
-            time.sleep(_PAUSE_BEFORE_RENAME_S)
+        if _KILL_SUFFIX and path.name.endswith(_KILL_SUFFIX):
+            global _renames
+            _renames += 1
+            kill_run_if_asked(_renames, int(_KILL_N))
         os.replace(tmp, path)
     finally:
         if tmp.exists():

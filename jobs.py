@@ -115,6 +115,19 @@ class Summary:
         return self.counts["failed"]
 
 
+def parallel(work, tasks, workers):
+    """work(task) for every task, in `workers` forked processes (in this one when workers <= 1
+    or there is a single task); results are yielded as they finish (any order). The one
+    process-pool loop of the project: steps 00, 02, 03 and the frame decoding use it."""
+    if workers > 1 and len(tasks) > 1:
+        chunk = max(1, min(16, len(tasks) // (workers * 8)))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap_unordered(work, tasks, chunksize=chunk)
+    else:
+        for task in tasks:
+            yield work(task)
+
+
 def run(stage, split, shard, items, work, workers, out_root, suffix, batch=1):
     """Apply `work((id, payload)) -> Outcome` to this shard's ids that are not already done.
 
@@ -149,14 +162,8 @@ def run(stage, split, shard, items, work, workers, out_root, suffix, batch=1):
             summary.add(o)
             bar.update()
 
-    if workers > 1 and len(tasks) > 1:
-        chunk = max(1, min(16, len(tasks) // (workers * 8)))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for result in pool.imap_unordered(work, tasks, chunksize=chunk):
-                record(result)
-    else:
-        for task in tasks:
-            record(work(task))
+    for result in parallel(work, tasks, workers):
+        record(result)
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary

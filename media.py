@@ -46,7 +46,7 @@ def ffmpeg_binary(setting="imageio"):
     return setting
 
 
-_QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]
+QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error"]   # every ffmpeg call of the project
 
 
 def _input(path):
@@ -56,7 +56,7 @@ def _input(path):
 
 
 def _input_args(path):
-    return [*_QUIET, *_input(path)]
+    return [*QUIET, *_input(path)]
 
 
 CHANNEL_ARGS = {"mono": ["-ac", "1"], "first": ["-af", "pan=mono|c0=c0"],
@@ -89,7 +89,7 @@ def batch_audio_command(ffmpeg, paths, sample_rate, outs, channels="mono", fmt="
     at `sample_rate` under a channel policy, input i to outs[i]."""
     if len(paths) != len(outs):
         raise ValueError(f"{len(paths)} inputs but {len(outs)} outputs")
-    argv = [ffmpeg, *_QUIET]
+    argv = [ffmpeg, *QUIET]
     for path in paths:
         argv += _input(path)
     for i, out in enumerate(outs):

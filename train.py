@@ -66,8 +66,8 @@ TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
               "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
               "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
-              "BODY_LR_SCALE",
-              "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "SEED", "DEVICE"]
+              "BODY_LR_SCALE", "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "TORCH_THREADS", "SEED",
+              "DEVICE"]
 
 
 # ---------------------------------------------------------------- environment
@@ -409,8 +409,9 @@ def wrap_ddp(model, env):
         model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
 
 
-# Fault injection for the kill-and-resume test: sleep this long after each step. 0 normally.
-_PAUSE_EACH_STEP_S = float(os.environ.get("SOUNDTRACK_PAUSE_EACH_STEP_S", "0"))
+# Fault injection for the kill-and-resume test: SOUNDTRACK_KILL_AT_STEP=N kills the run
+# (SIGKILL to its process group) right after its N-th optimizer step. Unset normally.
+_KILL_AT_STEP = int(os.environ.get("SOUNDTRACK_KILL_AT_STEP", "0"))
 
 
 def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg, epoch):
@@ -423,7 +424,7 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
     total, count = 0.0, 0
     bar = cli.progress(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                        disable=not env.main, unit="step")
-    for batch in loader:
+    for step, batch in enumerate(loader, 1):
         x, target = task.batch(batch, gen, beta)
         x = x.to(env.device, non_blocking=True)
         if cfg.channels_last:
@@ -441,8 +442,7 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
         count += len(x)
         bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
         bar.update()
-        if _PAUSE_EACH_STEP_S:
-            time.sleep(_PAUSE_EACH_STEP_S)
+        datafiles.kill_run_if_asked(epoch * len(loader) + step, _KILL_AT_STEP)
     bar.close()
     stats = torch.tensor([total, count], dtype=torch.float64, device=env.device)
     if env.world > 1:
@@ -610,6 +610,22 @@ def choose_checkpoint(model, run_dir, cfg, env):
 
 # ---------------------------------------------------------------- main: build / fit / score
 
+def make_loader(train_set, cfg, env):
+    """The training loader: each rank's share of a seeded shuffle (DistributedSampler, or
+    BalancedSampler with BALANCED_SAMPLING), BATCH_SIZE / world per rank, the last partial
+    batch dropped. -> (loader, sampler); call sampler.set_epoch(epoch) before each epoch."""
+    sampler = (BalancedSampler(train_set.labels, cfg.seed, env.world, env.rank)
+               if cfg.balanced_sampling else
+               DistributedSampler(train_set, num_replicas=env.world, rank=env.rank,
+                                  shuffle=True, seed=cfg.seed, drop_last=False))
+    per_rank_batch = max(1, cfg.batch_size // env.world)
+    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
+                        num_workers=cfg.loader_workers, drop_last=len(train_set) > per_rank_batch,
+                        pin_memory=env.device.type == "cuda",
+                        persistent_workers=cfg.loader_workers > 0)
+    return loader, sampler
+
+
 def build(cfg, env, paths):
     """Datalists, datasets, model, loader and task of an audio run, checked against the
     features' own record. -> dict."""
@@ -645,15 +661,7 @@ def build(cfg, env, paths):
     model.to(env.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    sampler = (BalancedSampler(train_set.labels, cfg.seed, env.world, env.rank)
-               if cfg.balanced_sampling else
-               DistributedSampler(train_set, num_replicas=env.world, rank=env.rank,
-                                  shuffle=True, seed=cfg.seed, drop_last=False))
-    per_rank_batch = max(1, cfg.batch_size // env.world)
-    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
-                        num_workers=cfg.loader_workers, drop_last=len(train_set) > per_rank_batch,
-                        pin_memory=env.device.type == "cuda",
-                        persistent_workers=cfg.loader_workers > 0)
+    loader, sampler = make_loader(train_set, cfg, env)
     meta = {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
             "n_classes": len(classes), "in_channels": fe.in_channels,
             "patch_shape": list(fe.patch_shape), "front_end": fe.to_dict(),
@@ -709,6 +717,8 @@ def main(argv=None):
     if cfg.shard != (1, 1) and not (cfg.eval_only or cfg.epochs == 0):
         parser.error("--shard K/N splits the scoring only: use it with --eval-only (score a "
                      "trained run) or --epochs 0 (frozen embeddings)")
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
     env = Dist(cfg.device)
     paths = datafiles.Paths(cfg)
     run_dir = paths.run_dir()

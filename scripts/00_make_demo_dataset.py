@@ -32,7 +32,6 @@ Files are written as <name>.mp4.partial and renamed when complete; a rerun skips
 exist, and refuses a video root made with other settings (see the manifest).
 """
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from scipy import fft, signal  # noqa: E402
 import cli  # noqa: E402
 import datafiles  # noqa: E402
 import media  # noqa: E402
+from jobs import parallel  # noqa: E402
 
 # ---------------------------------------------------------------- generator constants
 SPLITS = ["train", "val"]
@@ -397,7 +397,7 @@ def video_plan(seed, split, c, item, spec, seconds_range, separations):
 def encode(ffmpeg, out_path, frames, sound=None, sr=AUDIO_SAMPLE_RATE_HZ):
     """One ffmpeg call: raw RGB frames on stdin (+ a temp wav) -> H.264/AAC mp4 at out_path."""
     n, h, w, _ = frames.shape
-    argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+    argv = [ffmpeg, *media.QUIET, "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
             "-framerate", str(FRAMES_PER_SECOND), "-i", "pipe:0"]
     wav = None
@@ -535,15 +535,9 @@ def main(argv=None):
     start = time.perf_counter()
     made = 0
     bar = cli.progress(total=len(jobs), desc="[00] videos", unit="file")
-    if cfg.workers > 1:
-        with multiprocessing.get_context("fork").Pool(cfg.workers) as pool:
-            for _, what in pool.imap_unordered(make_video, jobs, chunksize=4):
-                made += what == "made"
-                bar.update()
-    else:
-        for job in jobs:
-            made += make_video(job)[1] == "made"
-            bar.update()
+    for _, what in parallel(make_video, jobs, cfg.workers):
+        made += what == "made"
+        bar.update()
     bar.close()
     seconds = time.perf_counter() - start
 

@@ -48,9 +48,7 @@ def read_record(paths):
 
 def index_split(paths, split, fe, dtype):
     """-> dict of datalist arrays for the tracks of `split` that have features."""
-    video_ids, video_labels = datafiles.read_video_list(paths.video_list(split))
-    label_of = dict(zip(video_ids, video_labels.tolist()))
-    ids, labels, counts, missing = [], [], [], 0
+    ids, counts, missing = [], [], 0
     shape = tuple(fe.patch_shape)
     for vid in cli.progress(sorted(datafiles.read_ids(paths.audio_list(split))),
                             desc=f"04 index {split}", unit="track"):
@@ -64,10 +62,10 @@ def index_split(paths, split, fe, dtype):
                              f"{paths.feature_dir / datafiles.FEATURES_RECORD} says "
                              f"{shape} {dtype}")
         ids.append(vid)
-        labels.append(label_of[vid])
         counts.append(arr.shape[0])
     counts = np.asarray(counts, dtype=np.int64)
-    return dict(ids=np.asarray(ids, dtype=str), labels=np.asarray(labels, dtype=np.int64),
+    labels = datafiles.labels_for(paths.video_list(split), ids)
+    return dict(ids=np.asarray(ids, dtype=str), labels=labels,
                 n_patches=counts, offsets=np.concatenate([[0], np.cumsum(counts)]),
                 patch_shape=np.asarray(shape, dtype=np.int64),
                 dtype=np.asarray(str(dtype)),

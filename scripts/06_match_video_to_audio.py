@@ -187,6 +187,11 @@ def main(argv=None):
         video_classes_path=cfg.video_classes, allow_missing=cfg.allow_missing)
     report["out"] = str(out)
     report["out_ids"] = str(datafiles.ids_path_for(out))
+    for key in ("video_scores", "video_classes", "audio_ids", "classes", "out", "out_ids"):
+        if report[key]:          # relative to the output root or repository: clones agree
+            report[key] = paths.relative(report[key])
+    if video_ids is not None:
+        report["video_ids"] = paths.relative(video_ids)
     datafiles.save_npy(out, matched)
     datafiles.write_lines(datafiles.ids_path_for(out), ids)
     report_path = out.with_name(out.stem + "_match_report.json")

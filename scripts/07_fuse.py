@@ -237,7 +237,8 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
     boot = fusion.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
 
     learned = {}
-    for variant in variants:
+    for variant in cli.progress(variants, desc="07 learned fusion", unit="variant",
+                                disable=not variants):
         try:
             r = learned_fusion.cross_fit_learned(probs, labels, variant, cf.folds, seed=cfg.seed)
         except ValueError as e:  # e.g. grouped fusion without an audio and a visual source
@@ -267,9 +268,11 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
                 "groups": dict(zip(names, learned_fusion.source_groups(names)))}
     info = datafiles.provenance()
     report = {
-        "n": int(len(ids)), "n_classes": n_classes, "classes": str(cfg.classes_path),
-        "labels": str(labels_path),
-        "sources": {k: {"file": str(files[k]), "kind": decided[k]} for k in names},
+        "n": int(len(ids)), "n_classes": n_classes,
+        "classes": cfg.paths.relative(cfg.classes_path),
+        "labels": cfg.paths.relative(labels_path),
+        "sources": {k: {"file": cfg.paths.relative(files[k]), "kind": decided[k]}
+                    for k in names},
         **single,
         "fused": fused, "oracle": oracle,
         "gain": {"top1": boot["diff"], "ci95": boot["ci95"], "over": best,
@@ -278,7 +281,7 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
     }
     weights = {"sources": names, "kinds": decided, "n_classes": n_classes,
                "weights": cf.weights_dict(cf.oracle_weights),
-               "note": "'weights' were chosen on all labelled rows of " + str(labels_path)
+               "note": "'weights' were chosen on all labelled rows of " + cfg.paths.relative(labels_path)
                        + ": an oracle for those rows, a fair choice for another split",
                "folds": [cf.weights_dict(w) for w in cf.fold_weights],
                "settings": settings, "git_commit": info["git_commit"]}
@@ -385,6 +388,7 @@ def main(argv=None):
             parser.error(f"--kind {name}={kind}: need a source of --scores and one of "
                          f"{fusion.KINDS}")
     cfg.classes_path = cfg.classes or paths.classes
+    cfg.paths = paths
     classes = datafiles.read_classes(cfg.classes_path)
     out_dir = cfg.out or paths.fusion_dir
     if cfg.apply is not None:

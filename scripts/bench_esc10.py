@@ -27,7 +27,7 @@ Writes data/esc10/videos/fold<f>/<category>/<name>.flac   symlinks to the FLACs 
                                                          the recipe
 A rerun reuses the wavs and features (steps 02-03 skip finished files). Without the data
 folder the script says so and exits 0. Each fold runs `train.py` in a subprocess, with
-OMP_NUM_THREADS = --threads and OMP_WAIT_POLICY=PASSIVE (see --threads).
+--torch-threads N (TORCH_THREADS; default: the cores here) and OMP_WAIT_POLICY=PASSIVE.
 
 Prints the accuracy of each fold, the mean, and the wall time; the last line is exactly
 `mean accuracy: NN.N %`. Extra arguments are passed to every train.py run as overrides of
@@ -164,10 +164,10 @@ def main(argv=None):
     p.add_argument("--esc10-root", type=Path, default=DEFAULT_ESC10_ROOT)
     p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, metavar="FILE.yaml")
     p.add_argument("--run-prefix", default="esc10", help="runs are <prefix>_f<k>")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
-                   help="torch threads per training run (OMP_NUM_THREADS); the wait policy is "
-                        "passive, so threads that share busy cores yield instead of spinning "
-                        "(default: %(default)s, the cores of this machine)")
+    p.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                   help="TORCH_THREADS of every training run; the wait policy is passive, so "
+                        "threads that share busy cores yield instead of spinning (default: "
+                        "%(default)s, the cores of this machine)")
     p.add_argument("--data-root", type=str, default=None)
     p.add_argument("--output-root", type=str, default=None)
     p.add_argument("--workers", type=int, default=None, help="workers of steps 02-03")
@@ -198,14 +198,14 @@ def main(argv=None):
         print(f"[esc10] overrides of {args.recipe.name} (not the frozen recipe): "
               f"{' '.join(overrides)}")
 
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     results, loads = {}, []
     for k in folds:
         run = f"{args.run_prefix}_f{k}"
         t = time.perf_counter()
         argv_k = [sys.executable, str(REPO / "train.py"), *common, "--dataset", DATASET,
                   "--train-split", f"train_f{k}", "--eval-split", f"test_f{k}",
-                  "--run", run, *overrides]
+                  "--run", run, "--torch-threads", str(args.torch_threads), *overrides]
         subprocess.run(argv_k, env=env, check=True)
         acc, pred, y = fold_accuracy(paths, run, k)
         loads.append(os.getloadavg()[0])
@@ -227,13 +227,14 @@ def main(argv=None):
           + f"; std {np.std(accs):.1f}")
     print(f"[esc10] wall time {wall / 60:.1f} min ({t_prep:.0f} s data, "
           f"{wall - t_prep:.0f} s training and scoring) on {os.cpu_count()} cores, "
-          f"{args.threads} threads; load average {load0[0]:.1f} at start, "
+          f"{args.torch_threads} threads; load average {load0[0]:.1f} at start, "
           f"{np.mean(loads):.1f} mean after folds")
     datafiles.write_text(paths.npy / "bench_esc10.json", json.dumps({
         "folds": {str(k): {kk: v for kk, v in results[k].items() if kk in ("accuracy", "seconds")}
                   for k in folds},
         "mean_accuracy": mean, "wall_seconds": wall, "prep_seconds": t_prep,
-        "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_start": load0[0],
+        "torch_threads": args.torch_threads, "cpu_count": os.cpu_count(),
+        "load_average_start": load0[0],
         "load_average_after_folds": loads, "recipe": str(args.recipe),
         "recipe_overrides": overrides,
         "recipe_settings": cli.load_yaml(args.recipe), **datafiles.provenance()},

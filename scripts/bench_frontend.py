@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import audio  # noqa: E402
 import cli  # noqa: E402
 import config  # noqa: E402
+import jobs  # noqa: E402
 import media  # noqa: E402
 
 VGGISH = audio.VGGISH
@@ -63,14 +64,13 @@ def make_videos(root, n, seconds, ffmpeg, workers):
     for i in range(n):
         out = root / "videos" / "c" / "cls" / f"v{i:04d}.mp4"
         out.parent.mkdir(parents=True, exist_ok=True)
-        argvs.append([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+        argvs.append([ffmpeg, *media.QUIET, "-f", "lavfi", "-i",
                       f"testsrc2=s=96x72:r=10:d={seconds}", "-f", "lavfi", "-i",
                       f"anoisesrc=r=44100:a=0.1:s={i}:d={seconds}", "-f", "lavfi", "-i",
                       f"sine=f={200 + 10 * i}:r=44100:d={seconds}", "-filter_complex",
                       "[1:a][2:a]amix=inputs=2[a]", "-map", "0:v", "-map", "[a]", "-ac", "2",
                       "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-y", str(out)])
-    with multiprocessing.Pool(workers) as pool:
-        pool.map(_check_call, argvs)
+    list(jobs.parallel(_check_call, argvs, workers))
     return sorted((root / "videos" / "c" / "cls").glob("*.mp4"))
 
 
@@ -126,6 +126,11 @@ def step02(step, root, workers, batch, cpus=None):
     if code:
         sys.exit(f"step 02 failed (exit {code})")
     return seconds
+
+
+def _same_samples(a, b):
+    """Two (samples, rate) from media.read_wav hold the same audio."""
+    return a[1] == b[1] and a[0].shape == b[0].shape and np.array_equal(a[0], b[0])
 
 
 def librosa_patches(x, sr):
@@ -216,6 +221,14 @@ def main(argv=None):
             bare_cores.append(bare_loop(videos, root / "bare", ffmpeg, args.workers,
                                         config.FFMPEG_BATCH_FILES, n_cpus))
         wavs = sorted((root / "data" / "bench" / "audio").rglob("*.wav"))
+        # a fair race: the bare loop (ffmpeg's wav muxer) and step 02 (raw PCM piped, then
+        # Python's wave module) must have decoded the same samples at the same rate
+        same_output = len(wavs) == len(videos) and all(
+            _same_samples(media.read_wav(w), media.read_wav(root / "bare" / w.name))
+            for w in wavs)
+        if not same_output:
+            sys.exit("error: step 02's wavs differ from the bare ffmpeg loop's: the timings "
+                     "would compare different work")
         tracks = [media.read_wav(w) for w in wavs]
         librosa_patches(*tracks[0])  # warm-up (imports, caches) for both sides
         audio.log_mel_patches(*tracks[0])
@@ -238,7 +251,8 @@ def main(argv=None):
 
     n = len(videos)
     w, b = args.workers, config.FFMPEG_BATCH_FILES
-    print(f"\n{n} videos x {args.video_seconds:.0f} s, {w} workers, median of {args.repeats}")
+    print(f"\n{n} videos x {args.video_seconds:.0f} s, {w} workers, median of {args.repeats}; "
+          f"step 02 and the bare loop decoded the same samples into {len(wavs)} wavs")
     print(f"(a) bare ffmpeg loop, 1 file per ffmpeg  {med(bare):6.2f} s {n / med(bare):6.1f} files/s")
     print(f"(b) step 02, 1 file per ffmpeg (the loop's argv) {med(same):6.2f} s "
           f"{n / med(same):6.1f} files/s  ratio to (a) = {med(bare) / med(same):.2f}")

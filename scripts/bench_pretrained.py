@@ -15,7 +15,7 @@ steps (median):
 
 On CUDA (DEVICE auto or cuda) the models run on the GPU with AMP (AMP key); the front ends
 stay on the CPU (step 03 runs there). Needs torchlibrosa (a test requirement) for the front-end
-comparison. Torch uses --threads threads. Writes nothing.
+comparison. Torch uses TORCH_THREADS threads (0: one per core). Writes nothing.
 
   python scripts/bench_pretrained.py
   python scripts/bench_pretrained.py --clips-per-batch 16 --repeats 10 --device cuda
@@ -119,17 +119,15 @@ def time_front_ends(repeats):
 
 
 def main(argv=None):
-    p = cli.parser(__doc__, ["DEVICE", "AMP"])
+    p = cli.parser(__doc__, ["DEVICE", "AMP", "TORCH_THREADS"])
     p.add_argument("--clips-per-batch", type=int, default=2, help="10 s clips per step")
     p.add_argument("--repeats", type=int, default=3, help="timed steps (median)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
-                   help="torch threads (default: %(default)s, the cores here)")
     cfg = cli.parse(p, argv)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.torch_threads or os.cpu_count())
     cuda = torch.cuda.is_available() if cfg.device == "auto" else cfg.device == "cuda"
     device = torch.device("cuda" if cuda else "cpu")
     where = (f"{torch.cuda.get_device_name(device)}, AMP {'on' if cfg.amp else 'off'}" if cuda
-             else f"CPU, {cfg.threads} threads of {os.cpu_count()} cores")
+             else f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores")
     print(f"{where}; {cfg.clips_per_batch} clips of {CLIP_SECONDS} s per step, median of "
           f"{cfg.repeats}")
     for name in MODELS:

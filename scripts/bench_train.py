@@ -8,7 +8,7 @@ step), on the configured model (MODEL, BATCH_SIZE, CHANNELS_LAST, LOADER_WORKERS
 three ways, one epoch each, interleaved and repeated --repeats times (median of each):
 
   memory   random float32 tensors [BATCH_SIZE, 1, 64, 96] made beforehand (the ceiling)
-  files    DataLoader over AudioDataLoader.PatchDataset reading the per-track .npy files
+  files    train.make_loader over AudioDataLoader.PatchDataset reading the per-track .npy files
            (memory-mapped, as train.py reads them)
   packed   the same over step 04's one packed array of the split
 
@@ -18,7 +18,7 @@ with no training) and the ratio that its cost alone predicts. The feature files
 were just written, so they are read from the page cache, as on a machine whose features
 fit in memory. On CUDA (DEVICE auto or cuda) the same runs on the GPU with AMP (AMP key);
 the memory batches are then pinned CPU tensors, so the host-to-device copy is in both.
-Torch uses --threads threads with OMP_WAIT_POLICY=PASSIVE (unless set), so threads sharing
+Torch uses TORCH_THREADS threads (0: one per core) with OMP_WAIT_POLICY=PASSIVE (unless set), so threads sharing
 busy cores yield instead of spinning. Writes nothing outside its temporary folder.
 
   python scripts/bench_train.py                                 # CPU, config.py's model
@@ -39,7 +39,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import DataLoader, RandomSampler  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,7 +50,8 @@ import train  # noqa: E402
 from AudioDataLoader import Datalist, PatchDataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = ["MODEL", "BATCH_SIZE", "LEARNING_RATE", "CHANNELS_LAST", "LOADER_WORKERS", "AMP",
+KEYS = ["MODEL", "BATCH_SIZE", "LEARNING_RATE", "CHANNELS_LAST", "LOADER_WORKERS",
+        "TORCH_THREADS", "AMP",
         "SPEC_AUGMENT", "TIME_SHIFT_FRAMES", "MIXUP_ALPHA", "DEVICE", "SEED"]
 
 
@@ -84,13 +84,8 @@ def make_dataset(root, n_tracks, n_patches, n_classes, seed):
 
 
 def loader_over(dataset, cfg, env):
-    """The training loader as train.py builds it (one process: shuffled, last batch dropped)."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    return DataLoader(dataset, batch_size=cfg.batch_size,
-                      sampler=RandomSampler(dataset, generator=gen),
-                      num_workers=cfg.loader_workers, drop_last=True,
-                      pin_memory=env.device.type == "cuda",
-                      persistent_workers=cfg.loader_workers > 0)
+    """The training loader exactly as train.py builds it (train.make_loader)."""
+    return train.make_loader(dataset, cfg, env)[0]
 
 
 def memory_batches(n_batches, cfg, n_classes, pin):
@@ -128,10 +123,8 @@ def main(argv=None):
     parser.add_argument("--patches", type=int, default=5, help="patches per track")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch threads (default: %(default)s, the cores here)")
     cfg = cli.parse(parser, argv)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.torch_threads or os.cpu_count())
     env = train.Dist(cfg.device)
     cuda = env.device.type == "cuda"
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
@@ -163,7 +156,7 @@ def main(argv=None):
                 epoch += 1
 
     device = torch.cuda.get_device_name(env.device) if cuda else \
-        f"CPU, {cfg.threads} threads of {os.cpu_count()} cores"
+        f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
     print(f"[bench_train] {cfg.model}, batch {cfg.batch_size}, channels_last "
           f"{cfg.channels_last}, loader workers {cfg.loader_workers}, "
           f"{'AMP ' if cuda and cfg.amp else ''}on {device}; {n_batches} steps per epoch, "

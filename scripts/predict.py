@@ -135,7 +135,8 @@ def main(argv=None):
         parser.error(str(e))
     ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)
     results, failed = [], []
-    for path in find_files(cfg.inputs, cfg.extensions):
+    files = find_files(cfg.inputs, cfg.extensions)
+    for path in cli.progress(files, desc="predict", unit="file", disable=len(files) < 2):
         try:
             r = predict_file(clf, path, ffmpeg, cfg.ffmpeg_timeout_seconds)
         except media.MediaError as e:

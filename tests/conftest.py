@@ -30,7 +30,7 @@ def make_video(ffmpeg, path, seconds=2.0, audio="sine", rate=16000, channels=1,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi",
+    argv = [ffmpeg, *media.QUIET, "-f", "lavfi",
             "-i", f"testsrc2=s=64x48:r=10:d={seconds}"]
     if audio:
         src = {"sine": f"sine=f={freq}:r={rate}", "noise": f"anoisesrc=r={rate}:a=0.3:s=1",

@@ -2,15 +2,18 @@
 import json
 
 import numpy as np
+import pytest
 
 import datafiles
+import metrics
 import train
 from conftest import load_script
 
 
-def test_runbook_end_to_end(tmp_path, capsys):
-    common = ["--dataset", "tiny", "--data-root", str(tmp_path / "data"),
-              "--output-root", str(tmp_path), "--workers", "2"]
+def run_runbook(root):
+    """Steps 00-07 of the tiny demo under `root`. -> (npy folder, video results folder)."""
+    common = ["--dataset", "tiny", "--data-root", str(root / "data"),
+              "--output-root", str(root), "--workers", "2"]
     load_script("00_make_demo_dataset").main(
         common + ["--num-classes", "4", "--videos-per-class", "6", "--clip-seconds", "2", "3"])
     load_script("01_make_file_lists").main(common)
@@ -20,8 +23,8 @@ def test_runbook_end_to_end(tmp_path, capsys):
     train.main(common + ["--run", "r", "--epochs", "2", "--batch-size", "32"])
     load_script("05_score_tracks").main(common + ["--run", "r"])
     load_script("train_demo_video_model").main(common + ["--video-epochs", "2"])
-    npy = tmp_path / "npy_files" / "tiny" / "r"
-    results = tmp_path / "video_classification_results" / "tiny"
+    npy = root / "npy_files" / "tiny" / "r"
+    results = root / "video_classification_results" / "tiny"
     load_script("06_match_video_to_audio").main(common + [
         "--video-scores", str(results / "demo_video_cnn_val_scores.npy"),
         "--audio-ids", str(npy / "val_ids.txt"),
@@ -29,6 +32,11 @@ def test_runbook_end_to_end(tmp_path, capsys):
     load_script("07_fuse").main(common + [
         "--scores", f"audio={npy / 'val_scores.npy'}",
         f"video={results / 'demo_video_cnn_val_matched.npy'}", "--bootstrap-samples", "200"])
+    return npy, results
+
+
+def test_runbook_end_to_end(tmp_path, capsys):
+    npy, results = run_runbook(tmp_path)
     out = capsys.readouterr().out
 
     # counts reconcile, with the reasons listed
@@ -48,13 +56,22 @@ def test_runbook_end_to_end(tmp_path, capsys):
     matched_ids = datafiles.read_ids(results / "demo_video_cnn_val_matched_ids.txt")
     assert matched_ids == audio_ids
     assert np.load(results / "demo_video_cnn_val_matched.npy").shape == (len(audio_ids), 4)
-    report = json.loads((tmp_path / "npy_files" / "tiny" / "fusion" / "report.json").read_text())
-    for key in ("audio.top1", "video.top1", "fused.top1", "fused.audio_weight", "oracle.top1"):
-        node = report
-        for part in key.split("."):
-            node = node[part]
-        assert isinstance(node, (int, float)), key
-    assert 0 <= report["fused"]["audio_weight"] <= 1
+    fusion_dir = tmp_path / "npy_files" / "tiny" / "fusion"
+    report = json.loads((fusion_dir / "report.json").read_text())
+    # the reported numbers are those of the files beside them, by id
+    labels = datafiles.labels_for(lists / "val_videos.txt", audio_ids)
+    fused_ids = datafiles.read_ids(fusion_dir / "fused_ids.txt")
+    assert fused_ids == audio_ids
+    fused = np.load(fusion_dir / "fused_scores.npy")
+    assert report["fused"]["top1"] == pytest.approx(metrics.topk_accuracy(fused, labels, 1))
+    assert report["audio"]["top1"] == pytest.approx(
+        metrics.topk_accuracy(np.load(npy / "val_scores.npy"), labels, 1))
+    assert report["audio"]["top1"] == json.loads((npy / "val_metrics.json").read_text())[
+        "track_top1"]
+    weights = report["fused"]["weights"]
+    assert set(weights) == {"audio", "video"} and sum(weights.values()) == pytest.approx(1)
+    assert report["oracle"]["top1"] >= report["fused"]["top1"] - 1e-9   # tuned on these rows
+    assert report["n"] == len(audio_ids) and report["labels"] == "file_lists/tiny/val_videos.txt"
     for png in ("accuracy_vs_weight.png", "per_class_gain.png", "confusion.png"):
         assert (tmp_path / "npy_files" / "tiny" / "fusion" / png).stat().st_size > 1000
     assert "oracle" in out
@@ -97,3 +114,26 @@ def test_one_set_of_common_flags_runs_the_runbook_on_a_val_only_tree(tmp_path, c
     assert predict.main(common + [str(tmp_path / "runs" / "v" / "r" / "best.pt"),
                                   str(clip)]) == 0
     assert "1 files scored, 0 failed" in capsys.readouterr().out
+
+
+def _numbers(node, path=""):
+    """Every number in a JSON tree, by its path."""
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _numbers(value, f"{path}.{key}").items()}
+    if isinstance(node, list):
+        return {k: v for i, value in enumerate(node) for k, v in _numbers(value, f"{path}[{i}]").items()}
+    return {path: node} if isinstance(node, (int, float)) and not isinstance(node, bool) else {}
+
+
+def test_two_runs_in_different_folders_write_the_same_report(tmp_path):
+    """The same seeds in two folders: every number and path in report.json agrees (paths are
+    recorded relative to the output root)."""
+    reports = []
+    for name in ("first", "second"):
+        run_runbook(tmp_path / name)
+        reports.append(json.loads((tmp_path / name / "npy_files" / "tiny" / "fusion" /
+                                   "report.json").read_text()))
+    a, b = (_numbers(r) for r in reports)
+    assert len(a) > 50 and a == b
+    assert reports[0]["sources"] == reports[1]["sources"]
+    assert reports[0]["sources"]["audio"]["file"] == "npy_files/tiny/r/val_scores.npy"

@@ -4,7 +4,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -148,20 +147,15 @@ def test_datalists_index_every_track_by_id(bad_root, tmp_path):
     assert labels["val/tone/good"] == 1 and labels["val/noise/with space"] == 0  # sorted classes
 
 
-def _kill_while_writing(argv, workdir, pattern):
-    """Run a step with a pause before each rename; kill -9 once a temp file exists."""
-    env = dict(os.environ, SOUNDTRACK_PAUSE_BEFORE_RENAME_S="0.5")
-    proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 60
-    seen = []
-    while time.time() < deadline and not seen:
-        time.sleep(0.05)
-        seen = [p for p in workdir.rglob(pattern) if p.exists()]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return seen
+def _kill_while_writing(argv, workdir, pattern, suffix):
+    """Run a step that SIGKILLs its own process group at a worker's 2nd output file (its temp
+    file written, not yet renamed: deterministic, no timing). -> the temp files left."""
+    env = dict(os.environ, SOUNDTRACK_KILL_AT_RENAME=f"{suffix}:2")
+    proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    return list(workdir.rglob(pattern))
 
 
 @pytest.mark.parametrize("step", ["02_extract_audio", "03_make_audio_images"])
@@ -180,8 +174,9 @@ def test_kill_9_then_rerun_equals_uninterrupted_run(bad_root, tmp_path, step):
     if step.startswith("03"):
         subprocess.run([sys.executable, *argv(killed, scripts[0])], check=False,
                        capture_output=True)
-    seen = _kill_while_writing(argv(killed, step), killed / "data", "*.partial")
-    assert seen, "no temporary file was seen before the kill"
+    seen = _kill_while_writing(argv(killed, step), killed / "data", "*.partial",
+                               ".wav" if step.startswith("02") else ".npy")
+    assert seen, "no temporary file was left by the kill"
     subprocess.run([sys.executable, *argv(killed, step)], check=False, capture_output=True)
     assert not list(killed.rglob("*.partial"))
     sub = "audio" if step.startswith("02") else "features"
@@ -355,3 +350,51 @@ def test_a_32khz_preset_reads_32khz_wavs_and_refuses_16khz_ones(bad_root, tmp_pa
     assert step03.main(common) == 3
     skipped = read_tsv(tmp_path / "file_lists" / "t" / "val_test32k_mel_skipped.txt")
     assert "failed\twav is 16000 Hz with 1 channel(s)" in skipped["val/tone/good"]
+
+
+# ---------------------------------------------------------------- more paths that must hold
+def test_a_hung_ffmpeg_is_listed_as_timed_out(bad_root, tmp_path):
+    """An ffmpeg that never answers (a stand-in binary that waits for ever) is killed after
+    FFMPEG_TIMEOUT_SECONDS and each of its videos listed as failed with that reason."""
+    hang = tmp_path / "ffmpeg_that_hangs"
+    hang.write_text("#!/bin/sh\nexec tail -f /dev/null\n")
+    hang.chmod(0o755)
+    common = _common(bad_root, tmp_path)[:-2]
+    step01.main(common + ["--splits", "train"])
+    code = step02.main(common + ["--splits", "train", "--workers", "2", "--ffmpeg", str(hang),
+                                 "--ffmpeg-timeout-seconds", "1"])
+    assert code == 3
+    failed = read_tsv(tmp_path / "file_lists" / "t" / "train_16000hz_mono_failed.txt")
+    assert len(failed) == 4 and set(failed.values()) == {"ffmpeg timed out after 1 s"}
+
+
+def test_a_class_folder_that_train_lacks_is_an_error(tmp_path, ffmpeg):
+    make_video(ffmpeg, tmp_path / "v" / "train" / "dog" / "a.mp4", 1.0)
+    make_video(ffmpeg, tmp_path / "v" / "val" / "cat" / "b.mp4", 1.0)
+    with pytest.raises(SystemExit, match="val has class folders that train lacks: cat"):
+        step01.main(["--dataset", "t", "--video-root", str(tmp_path / "v"), "--output-root",
+                     str(tmp_path)])
+
+
+def test_deltas_end_to_end(bad_root, tmp_path):
+    """--deltas through steps 03-05: [n, 3, 64, 96] patches, a 3-channel model, the contract."""
+    import json
+    import torch
+    import train
+    common = _common(bad_root, tmp_path)[:-2]
+    step01.main(common)
+    step02.main(common)
+    deltas = common + ["--deltas"]
+    assert step03.main(deltas) == 0
+    step04.main(deltas)
+    x = np.load(tmp_path / "data" / "t" / "features" / "vggish_mel_deltas" / "val" / "tone" /
+                "good.npy")
+    assert x.shape == (2, 3, 64, 96)
+    train.main(deltas + ["--run", "d", "--epochs", "1", "--minival-fraction", "0"])
+    ckpt = torch.load(tmp_path / "runs" / "t" / "d" / "last.pt", weights_only=False)
+    assert ckpt["in_channels"] == 3 and ckpt["front_end"]["deltas"] is True
+    assert ckpt["model"]["blocks.0.0.weight"].shape[1] == 3
+    load_script("05_score_tracks").main(common + ["--run", "d"])
+    report = json.loads((tmp_path / "npy_files" / "t" / "d" / "val_metrics.json").read_text())
+    assert report["n_tracks"] == 12 and report["n_patches"] == np.load(
+        tmp_path / "npy_files" / "t" / "d" / "val_patch_track.npy").size

@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -92,17 +91,14 @@ def test_resume_after_kill_9_matches_a_straight_run(syn):
     out, common = syn
     args = common + ["--epochs", "2", "--loader-workers", "0"]
     train.main(args + ["--run", "straight"])
-    env = dict(os.environ, SOUNDTRACK_PAUSE_EACH_STEP_S="0.2")
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, "--run", "killed"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    log = out / "runs" / "syn" / "killed" / "log.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) == 2):
-        time.sleep(0.05)
-    time.sleep(0.5)  # well inside epoch 2 (its steps are slowed down)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # SIGKILL at the 2nd optimizer step of epoch 2 (deterministic: no timing involved)
+    per_epoch = len(train.build(cli_cfg(args), train.Dist("cpu"),
+                                datafiles.Paths(cli_cfg(args)))["loader"])
+    env = dict(os.environ, SOUNDTRACK_KILL_AT_STEP=str(per_epoch + 2))
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args, "--run", "killed"],
+                          cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
     last = torch.load(out / "runs" / "syn" / "killed" / "last.pt", weights_only=False)
     assert last["epoch"] == 1, "the kill was meant to land in epoch 2"
     train.main(args + ["--run", "killed", "--resume"])
@@ -111,13 +107,22 @@ def test_resume_after_kill_9_matches_a_straight_run(syn):
     assert np.array_equal(a, b)
 
 
+def cli_cfg(argv):
+    import cli
+    parser = cli.parser(None, train.TRAIN_KEYS)
+    parser.add_argument("--resume", default=False)
+    parser.add_argument("--eval-only", default=False)
+    parser.add_argument("--eval-splits", default=None)
+    return cli.parse(parser, argv)
+
+
 def test_torchrun_two_processes_score_each_track_once(syn):
     out, common = syn
     train.main(common + ["--epochs", "1", "--run", "one"])
     one = np.load(out / "npy_files" / "syn" / "one" / "val_scores.npy")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                "--master_port", str(29500 + os.getpid() % 1000),
-                "--", str(REPO / "train.py")]  # "--": torchrun would take --run as its own
+    # --standalone: torchrun finds a free port itself. "--": it would take --run as its own
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", "--", str(REPO / "train.py")]
     # the same checkpoint scored by two processes: identical scores, each track once
     r = subprocess.run(torchrun + common + ["--run", "one", "--eval-only"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
@@ -186,13 +191,57 @@ def test_balanced_sampler_draws_classes_equally_and_splits_ranks():
     assert list(again) == draws[0]            # a resumed run draws the same patches
 
 
-def test_spec_augment_masks_one_band_and_one_time_span():
+def test_spec_augment_zeroes_exactly_one_band_span_and_one_time_span():
+    """Per patch: the zeroed cells are exactly the union of ONE run of whole bands (<= 8
+    wide) and ONE run of whole frames (<= 16 wide); widths vary and reach beyond 1."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.ones(8, 1, 64, 96)
+    x = torch.rand(64, 2, 64, 96) + 1.0                     # no zeros of its own
     y = train.spec_augment(x, time_frames=16, freq_bands=8, gen=gen)
-    zero_bands = (y == 0).all(dim=3).sum(dim=2).flatten()    # fully masked bands per patch
-    zero_frames = (y == 0).all(dim=2).sum(dim=2).flatten()   # fully masked frames per patch
-    assert zero_bands.max() <= 8 and zero_frames.max() <= 16 and (y == 0).any()
+    widths = []
+    for b in range(len(y)):
+        zero = (y[b] == 0)
+        assert torch.equal(zero[0], zero[1])                # the same mask on every channel
+        bands = torch.nonzero(zero[0].all(dim=1)).flatten()
+        frames = torch.nonzero(zero[0].all(dim=0)).flatten()
+        for run, limit in ((bands, 8), (frames, 16)):
+            assert len(run) <= limit
+            if len(run):
+                assert torch.equal(run, torch.arange(run[0], run[0] + len(run)))  # one run
+        expect = torch.zeros(64, 96, dtype=torch.bool)
+        expect[bands] = True
+        expect[:, frames] = True
+        assert torch.equal(zero[0], expect)                 # nothing else was zeroed
+        assert torch.equal(y[b][:, ~expect], x[b][:, ~expect])
+        widths.append((len(bands), len(frames)))
+    band_w, frame_w = zip(*widths)
+    assert max(band_w) > 4 and max(frame_w) > 8 and len(set(frame_w)) > 5
+
+
+def test_step_schedule_and_sgd(syn):
+    """STEP_GAMMA every STEP_EPOCHS after warm-up; SGD (Nesterov) trains the model."""
+    out, common = syn
+    import cli
+    cfg = cli.parse(cli.parser(None, train.TRAIN_KEYS),
+                    common + ["--schedule", "step", "--step-epochs", "2", "--step-gamma", "0.5",
+                              "--warmup-epochs", "1", "--epochs", "6", "--optimizer", "sgd"])
+    model = network.build_audio("slim_cnn", N_CLASSES, (64, 96))
+    opt = train.make_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"]
+    sched = train.make_scheduler(opt, cfg, steps_per_epoch=10)
+    factors = []
+    for _ in range(60):
+        factors.append(opt.param_groups[0]["lr"] / cfg.learning_rate)
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(factors[:10], (np.arange(10) + 1) / 10)        # warm-up
+    np.testing.assert_allclose(factors[10:20], 1.0)
+    np.testing.assert_allclose(factors[20:40], 0.5)
+    np.testing.assert_allclose(factors[40:60], 0.25)
+    train.main(common + ["--epochs", "3", "--run", "sgd", "--optimizer", "sgd",
+                         "--learning-rate", "0.02", "--schedule", "step", "--step-epochs", "2"])
+    rows = list(csv.DictReader(open(out / "runs" / "syn" / "sgd" / "log.csv")))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[1]["lr"]) < float(rows[0]["lr"])    # the step, at the end of epoch 2
 
 
 # ---------------------------------------------------------------- body, head, init, front ends
@@ -298,3 +347,26 @@ def test_a_custom_front_end_trains_a_model_of_its_shape(tmp_path):
     assert ckpt["model"]["bn_bands.weight"].shape == (32,)
     with pytest.raises(ValueError, match="vggish takes patches of 64 bands x 96 frames"):
         network.build_audio("vggish", 2, fe.patch_shape)
+
+
+def test_epoch_bars_count_steps_and_do_not_redraw_into_a_log(syn, monkeypatch):
+    """The epoch bar's n reaches its total (one per step), and with stderr in a file the
+    loss in its postfix does not force a redraw per step (one line per interval, not per
+    step)."""
+    import io
+    import cli
+    out, common = syn
+    bars = []
+    real = cli.progress
+
+    def spy(*args, **kwargs):
+        bars.append(real(*args, **kwargs))
+        return bars[-1]
+    log = io.StringIO()                                  # not a terminal
+    monkeypatch.setattr(cli, "progress", spy)
+    monkeypatch.setattr(sys, "stderr", log)
+    train.main(common + ["--epochs", "2", "--run", "bars", "--batch-size", "4"])
+    epochs = [b for b in bars if str(b.desc).startswith("epoch")]
+    assert len(epochs) == 2 and all(b.total > 10 and b.n == b.total for b in epochs)
+    redraws = log.getvalue().count("\r") + log.getvalue().count("\n")
+    assert redraws <= 3 * len(bars), log.getvalue()[-500:]     # open, clear, close: per bar
