@@ -6,8 +6,10 @@ below take their parameters explicitly and bind nothing from ``config.py``. The 
 today, ``vggish`` (the default), is VGGish's input: 16 kHz mono, 25 ms periodic-Hann frames
 every 10 ms, 512-point FFT magnitudes, 64 HTK mel bands from 125 to 7500 Hz,
 ``log(mel + 0.01)``, patches of 96 frames (0.96 s) every 96 frames, an incomplete last patch
-dropped. A preset fixes the sample rate, the channel policy and the patch length as well as
-the analysis, so step 02 (which writes the wavs) and step 03 (which analyses them) agree.
+dropped. The ``panns`` preset is PANNs' CNN14 input (32 kHz, 1024-sample window, hop 320,
+centred frames, power, 64 Slaney mel bands 50-14000 Hz, dB; 10 s patches). A preset fixes
+the sample rate, the channel policy and the patch length as well as the analysis, so step 02
+(which writes the wavs) and step 03 (which analyses them) agree.
 
 Three filterbanks share a front end's frame geometry, so their frame counts agree:
 
@@ -50,6 +52,14 @@ RESAMPLE_ROLLOFF = 0.94
 
 FEATURES = ("mel", "gam", "cqt")
 CHANNEL_POLICIES = ("mono", "first", "stereo")   # mix down | first channel | keep two
+SPECTRA = ("magnitude", "power")                 # |STFT| (VGGish) | |STFT|^2 (PANNs)
+# htk: VGGish's filterbank (HTK mel 1127 ln(1 + f / 700), triangles linear in mel, DC bin 0);
+# slaney: librosa's default (Slaney's Auditory Toolbox mel: linear below 1 kHz, logarithmic
+# above; triangles linear in Hz), as PANNs use.
+MEL_SCALES = ("htk", "slaney")
+MEL_NORMS = ("none", "slaney")                   # slaney: each triangle scaled to area 1 (Hz)
+LOG_SCALES = ("ln", "db")
+CENTRE_PADDINGS = ("none", "reflect")
 
 
 # ---------------------------------------------------------------- the parameter set
@@ -79,6 +89,15 @@ class FrontEnd:
     feature: str = "mel"           # FEATURES
     deltas: bool = False           # delta and delta-delta channels
     overrides: tuple = ()          # sorted field names set away from the preset
+    # Added for the panns preset; the defaults are VGGish's analysis, so records written
+    # before these fields existed read back unchanged (from_dict).
+    spectrum: str = "magnitude"    # SPECTRA: |STFT| or |STFT|^2 under the filterbank
+    mel_scale: str = "htk"         # MEL_SCALES (mel only)
+    mel_norm: str = "none"         # MEL_NORMS (mel only)
+    log_scale: str = "ln"          # LOG_SCALES: ln(x + log_offset) | 10 log10(max(x, log_floor))
+    log_floor: float = 1e-10       # db: the power floor (librosa's amin)
+    centre_padding: str = "none"   # CENTRE_PADDINGS: frames start at sample 0 | centred on
+                                   # hop t, the track reflect-padded by fft_length // 2
 
     def __post_init__(self):
         def bad(msg):
@@ -106,6 +125,16 @@ class FrontEnd:
                 f"{self.band_max_hz}, Nyquist {nyquist}")
         if not self.log_offset > 0:
             bad(f"log_offset must be > 0, got {self.log_offset}")
+        if not self.log_floor > 0:
+            bad(f"log_floor must be > 0, got {self.log_floor}")
+        for key, allowed in (("spectrum", SPECTRA), ("mel_scale", MEL_SCALES),
+                             ("mel_norm", MEL_NORMS), ("log_scale", LOG_SCALES),
+                             ("centre_padding", CENTRE_PADDINGS)):
+            if getattr(self, key) not in allowed:
+                bad(f"{key} {getattr(self, key)!r} is not one of {allowed}")
+        if self.feature == "cqt" and (self.centre_padding != "none" or self.spectrum != "magnitude"):
+            bad("the cqt filterbank takes centre_padding 'none' and spectrum 'magnitude' (it "
+                "is not computed from STFT frames)")
         if self.feature == "cqt":
             top = cqt_centres_hz(self.num_bands, self.cqt_min_hz, self.cqt_bins_per_octave)[-1]
             q = cqt_q(self.cqt_bins_per_octave)
@@ -123,9 +152,19 @@ class FrontEnd:
     def hop_samples(self):
         return round(self.hop_seconds * self.sample_rate_hz)
 
+    def n_frames(self, n_samples):
+        """STFT frames of a track of n_samples at this front end's rate: whole windows from
+        sample 0 (vggish), or 1 + n_samples // hop with centre padding (panns: 10 s -> 1001)."""
+        if self.centre_padding != "none":
+            return 1 + n_samples // self.hop_samples if n_samples > 0 else 0
+        return num_frames(n_samples, self.window_samples, self.hop_samples)
+
     @property
     def one_patch_samples(self):
-        """The fewest samples that make exactly one patch (vggish: 400 + 95 x 160 = 15600)."""
+        """The fewest samples that make exactly one patch (vggish: 400 + 95 x 160 = 15600;
+        panns, centred frames: 1000 x 320 = 320000, 10 s)."""
+        if self.centre_padding != "none":
+            return max(1, (self.patch_frames - 1) * self.hop_samples)
         return self.window_samples + (self.patch_frames - 1) * self.hop_samples
 
     @property
@@ -170,9 +209,12 @@ class FrontEnd:
     @classmethod
     def from_dict(cls, d, where="front end"):
         """The inverse of to_dict; derived entries are recomputed and must agree."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [k for k in names if k not in d and k not in ("feature", "deltas",
-                                                                "overrides")]
+        fields = dataclasses.fields(cls)
+        names = [f.name for f in fields]
+        # fields with a default (feature, deltas, overrides, and those added later) may be
+        # absent from older records: the default is what computed those arrays
+        missing = [f.name for f in fields if f.name not in d
+                   and f.default is dataclasses.MISSING]
         if missing:
             raise ValueError(f"{where}: no {', '.join(missing)} (not a front-end record)")
         fe = cls(**{k: (tuple(d[k]) if k == "overrides" else d[k]) for k in names if k in d})
@@ -190,9 +232,19 @@ _VGGISH = dict(sample_rate_hz=16000, channels="mono", window_seconds=0.025, hop_
                cqt_min_hz=27.5, cqt_bins_per_octave=8)
 # 64 cqt bands at 8 per octave from 27.5 Hz (A0) reach 6.34 kHz (top edge 6.9 kHz).
 
-PRESETS = {"vggish": _VGGISH}
-"""Preset name -> every FrontEnd field but preset, feature, deltas and overrides. Another
-preset is one more entry (tests add their own)."""
+# PANNs (Kong et al. 2020; torchlibrosa's Spectrogram + LogmelFilterBank as CNN14 builds
+# them): 32 kHz mono, 1024-sample periodic Hann window every 320 samples (10 ms), frames
+# centred (reflect padding), power spectrum, 64 Slaney mel bands 50-14000 Hz with Slaney area
+# norm, 10 log10(max(x, 1e-10)). A patch is 10 s, the clips PANNs were trained on: 1001
+# frames (a 10 s track gives exactly CNN14's input), the next one 1000 frames (10 s) later.
+_PANNS = dict(_VGGISH, sample_rate_hz=32000, window_seconds=0.032, hop_seconds=0.010,
+              fft_length=1024, num_bands=64, band_min_hz=50.0, band_max_hz=14000.0,
+              patch_frames=1001, patch_hop_frames=1000, spectrum="power", mel_scale="slaney",
+              mel_norm="slaney", log_scale="db", log_floor=1e-10, centre_padding="reflect")
+
+PRESETS = {"vggish": _VGGISH, "panns": _PANNS}
+"""Preset name -> FrontEnd fields but preset, feature, deltas and overrides (a field left out
+takes the FrontEnd default). Another preset is one more entry (tests add their own)."""
 
 # config.py key -> FrontEnd field, with the type a set value must have. None in config.py
 # means "the preset's value"; a set key overrides it and is recorded.
@@ -210,6 +262,12 @@ OVERRIDE_KEYS = {
     "PATCH_HOP_FRAMES": ("patch_hop_frames", int),
     "CQT_MIN_HZ": ("cqt_min_hz", float),
     "CQT_BINS_PER_OCTAVE": ("cqt_bins_per_octave", int),
+    "SPECTRUM": ("spectrum", str),
+    "MEL_SCALE": ("mel_scale", str),
+    "MEL_NORM": ("mel_norm", str),
+    "LOG_SCALE": ("log_scale", str),
+    "LOG_FLOOR": ("log_floor", float),
+    "CENTRE_PADDING": ("centre_padding", str),
 }
 
 
@@ -222,7 +280,10 @@ def front_end(preset="vggish", feature="mel", deltas=False, **overrides):
     if preset not in PRESETS:
         raise ValueError(f"unknown front-end preset {preset!r}; choose one of: "
                          f"{', '.join(sorted(PRESETS))}")
-    values = dict(PRESETS[preset])
+    defaults = {f.name: f.default for f in dataclasses.fields(FrontEnd)
+                if f.default is not dataclasses.MISSING
+                and f.name not in ("feature", "deltas", "overrides")}
+    values = {**defaults, **PRESETS[preset]}
     unknown = sorted(set(overrides) - set(values))
     if unknown:
         raise ValueError(f"unknown front-end field(s) {unknown}; fields: {sorted(values)}")
@@ -488,24 +549,83 @@ def _frozen(weights):
 
 
 @functools.lru_cache(maxsize=16)
-def mel_matrix(num_bands, fft_length, sample_rate, min_hz, max_hz):
-    """VGGish's mel filterbank: spectrogram rows @ matrix -> mel bands.
+def mel_matrix(num_bands, fft_length, sample_rate, min_hz, max_hz, scale="htk", norm="none"):
+    """A mel filterbank: spectrogram rows @ matrix -> mel bands.
 
-    Triangles with peak 1, linear in HTK mel over the FFT bin frequencies, band edges evenly
-    spaced in mel from min_hz to max_hz; the DC bin gets weight 0 (as in HTK). This is the
-    reference's filterbank, not librosa's (which is linear in Hz within a band and
-    area-normalised). Cached; the array is read-only.
+    scale "htk" is VGGish's: triangles with peak 1, linear in HTK mel over the FFT bin
+    frequencies, band edges evenly spaced in mel from min_hz to max_hz, the DC bin weight 0
+    (as in HTK). scale "slaney" is librosa's default (PANNs'): band edges evenly spaced on
+    Slaney's mel scale, triangles linear in Hz between them. norm "slaney" scales each
+    triangle by 2 / (its upper edge - its lower edge) in Hz (area normalisation); "none"
+    leaves peaks at 1. Cached; the array is read-only.
 
     Args:
       num_bands: mel bands.
       fft_length: FFT size; the spectrogram has fft_length // 2 + 1 bins from 0 to Nyquist.
       sample_rate: Hz.
       min_hz, max_hz: lower edge of the first band, upper edge of the last, Hz.
+      scale: "htk" | "slaney" (MEL_SCALES).
+      norm: "none" | "slaney" (MEL_NORMS).
 
     Returns:
       float32 array [fft_length // 2 + 1, num_bands].
     """
     _check_band_edges(min_hz, max_hz, sample_rate)
+    if scale not in MEL_SCALES or norm not in MEL_NORMS:
+        raise ValueError(f"mel scale {scale!r} / norm {norm!r}: choose from {MEL_SCALES} / "
+                         f"{MEL_NORMS}")
+    if scale == "slaney":
+        weights = _slaney_triangles(num_bands, fft_length, sample_rate, min_hz, max_hz)
+    else:
+        weights = _htk_triangles(num_bands, fft_length, sample_rate, min_hz, max_hz)
+    if norm == "slaney":
+        edges = _mel_edges_hz(num_bands, min_hz, max_hz, scale)
+        weights = weights * (2.0 / (edges[2:] - edges[:-2]))
+    return _frozen(weights)
+
+
+# Slaney's mel scale (Auditory Toolbox; librosa's htk=False): linear, 3 bands per 200 Hz,
+# below 1 kHz; logarithmic above, 27 bands per factor 6.4.
+_SLANEY_HZ_PER_MEL = 200.0 / 3
+_SLANEY_LOG_HZ = 1000.0
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0
+
+
+def _hz_to_slaney_mel(hz):
+    hz = np.asarray(hz, np.float64)
+    linear = hz / _SLANEY_HZ_PER_MEL
+    above = (_SLANEY_LOG_HZ / _SLANEY_HZ_PER_MEL
+             + np.log(np.maximum(hz, _SLANEY_LOG_HZ) / _SLANEY_LOG_HZ) / _SLANEY_LOG_STEP)
+    return np.where(hz >= _SLANEY_LOG_HZ, above, linear)
+
+
+def _slaney_mel_to_hz(mel):
+    mel = np.asarray(mel, np.float64)
+    log_mel = _SLANEY_LOG_HZ / _SLANEY_HZ_PER_MEL
+    above = _SLANEY_LOG_HZ * np.exp(_SLANEY_LOG_STEP * (np.maximum(mel, log_mel) - log_mel))
+    return np.where(mel >= log_mel, above, mel * _SLANEY_HZ_PER_MEL)
+
+
+def _mel_edges_hz(num_bands, min_hz, max_hz, scale):
+    """The num_bands + 2 band edges, evenly spaced on the mel scale `scale`, Hz."""
+    if scale == "slaney":
+        return _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(min_hz),
+                                             _hz_to_slaney_mel(max_hz), num_bands + 2))
+    return mel_to_hz(np.linspace(hz_to_mel(min_hz), hz_to_mel(max_hz), num_bands + 2))
+
+
+def _slaney_triangles(num_bands, fft_length, sample_rate, min_hz, max_hz):
+    """Peak-1 triangles linear in Hz between Slaney-mel-spaced edges [bins, bands] (float64)."""
+    bin_hz = np.arange(fft_length // 2 + 1)[:, None] * (sample_rate / fft_length)
+    edges = _mel_edges_hz(num_bands, min_hz, max_hz, "slaney")
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bin_hz - lower) / (centre - lower)
+    falling = (upper - bin_hz) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def _htk_triangles(num_bands, fft_length, sample_rate, min_hz, max_hz):
+    """VGGish's peak-1 triangles linear in HTK mel, DC weight 0 [bins, bands] (float64)."""
     bin_mel = hz_to_mel(_fft_bin_hz(fft_length, sample_rate))[:, None]
     edges = np.linspace(hz_to_mel(min_hz), hz_to_mel(max_hz), num_bands + 2)
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
@@ -513,7 +633,7 @@ def mel_matrix(num_bands, fft_length, sample_rate, min_hz, max_hz):
     falling = (upper - bin_mel) / (upper - centre)
     weights = np.maximum(0.0, np.minimum(rising, falling))
     weights[0] = 0.0
-    return _frozen(weights)
+    return weights
 
 
 def mel_to_hz(mel):
@@ -521,9 +641,9 @@ def mel_to_hz(mel):
     return 700.0 * np.expm1(np.asarray(mel, np.float64) / 1127.0)
 
 
-def mel_centres_hz(num_bands, min_hz, max_hz):
+def mel_centres_hz(num_bands, min_hz, max_hz, scale="htk"):
     """Centre frequencies of ``mel_matrix``'s bands (where each triangle peaks), Hz [num_bands]."""
-    return mel_to_hz(np.linspace(hz_to_mel(min_hz), hz_to_mel(max_hz), num_bands + 2)[1:-1])
+    return _mel_edges_hz(num_bands, min_hz, max_hz, scale)[1:-1]
 
 
 def hz_to_erb_rate(hz):
@@ -599,7 +719,7 @@ def filterbank_matrix(fe):
     (mel or gam; cqt has no such matrix)."""
     args = (fe.num_bands, fe.fft_length, fe.sample_rate_hz, fe.band_min_hz, fe.band_max_hz)
     if fe.feature == "mel":
-        return mel_matrix(*args)
+        return mel_matrix(*args, fe.mel_scale, fe.mel_norm)
     if fe.feature == "gam":
         return gammatone_matrix(*args)
     raise ValueError(f"feature {fe.feature!r} has no filterbank matrix over FFT bins")
@@ -624,17 +744,52 @@ def _filterbank_plan(fe):
     return first, stop, tuple(groups)
 
 
+def centre_pad(waveform, window_length, hop_length, fft_length, mode="reflect"):
+    """Pad a track so that ``frame`` cuts frames centred on samples 0, hop, 2 hop, ...
+
+    As librosa's ``stft(center=True)`` (and torchlibrosa's, which PANNs use): the track is
+    padded by fft_length // 2 on each side (``mode``: numpy's reflect, which also serves
+    tracks shorter than the padding), each FFT frame holds the window centred in its
+    fft_length samples.
+
+    Args:
+      waveform: float [n_samples].
+      window_length, hop_length, fft_length: samples.
+
+    Returns:
+      float array from which ``frame(x, window_length, hop_length)`` gives exactly
+      1 + n_samples // hop_length frames (0 for an empty track).
+    """
+    x = np.asarray(waveform)
+    if len(x) == 0:
+        return x
+    n = 1 + len(x) // hop_length
+    padded = np.pad(x, fft_length // 2, mode=mode)
+    offset = (fft_length - window_length) // 2        # the window's start within its frame
+    return padded[offset:offset + (n - 1) * hop_length + window_length]
+
+
 def _log_filterbank_spectrogram(waveform, sample_rate, fe):
-    """log(|STFT| @ filterbank_matrix(fe) + log_offset) -> float32 [n_frames, num_bands]."""
+    """log(|STFT|^p @ filterbank_matrix(fe)) -> float32 [n_frames, num_bands]: p = 1
+    (magnitude) or 2 (power); ln(x + log_offset) or 10 log10(max(x, log_floor))."""
     first, stop, groups = _filterbank_plan(fe)
-    magnitude = stft_magnitude(_prepare(waveform, sample_rate, fe), fe.window_samples,
-                               fe.hop_samples, fe.fft_length, bins=(first, stop))
-    out = np.empty((len(magnitude), groups[-1][1]), np.float32)
+    x = _prepare(waveform, sample_rate, fe)
+    if fe.centre_padding != "none":
+        x = centre_pad(x, fe.window_samples, fe.hop_samples, fe.fft_length, fe.centre_padding)
+    spectrum = stft_magnitude(x, fe.window_samples, fe.hop_samples, fe.fft_length,
+                              bins=(first, stop))
+    if fe.spectrum == "power":
+        np.square(spectrum, out=spectrum)
+    out = np.empty((len(spectrum), groups[-1][1]), np.float32)
     for b0, b1, r0, r1, weights in groups:
         if r1 > r0:
-            np.matmul(magnitude[:, r0:r1], weights, out=out[:, b0:b1])
+            np.matmul(spectrum[:, r0:r1], weights, out=out[:, b0:b1])
         else:                                          # bands that weight no bin at all
             out[:, b0:b1] = 0.0
+    if fe.log_scale == "db":
+        np.maximum(out, np.float32(fe.log_floor), out=out)
+        np.log10(out, out=out)
+        return np.multiply(out, np.float32(10.0), out=out)
     np.add(out, np.float32(fe.log_offset), out=out)
     return np.log(out, out=out)
 
@@ -709,10 +864,11 @@ def log_spectrogram(waveform, sample_rate, fe):
       fe: FrontEnd.
 
     Returns:
-      float32 [n_frames, fe.num_bands], n_frames = num_frames(n_samples at fe's rate,
-      fe.window_samples, fe.hop_samples): log(filterbank(|STFT|) + fe.log_offset) for mel
-      and gam (equal to VGGish's log-mel under the vggish preset), the constant-Q bands for
-      cqt (frame-aligned with the STFT).
+      float32 [n_frames, fe.num_bands], n_frames = fe.n_frames(n_samples at fe's rate):
+      log(filterbank(|STFT|) + fe.log_offset) for mel and gam (equal to VGGish's log-mel
+      under the vggish preset), 10 log10(max(filterbank(|STFT|^2), fe.log_floor)) under the
+      panns preset (equal to PANNs' torchlibrosa log-mel), the constant-Q bands for cqt
+      (frame-aligned with the STFT).
     """
     if fe.feature == "cqt":
         return _log_cqt_spectrogram(waveform, sample_rate, fe)
@@ -722,7 +878,7 @@ def log_spectrogram(waveform, sample_rate, fe):
 def band_centres_hz(fe):
     """Centre frequency of each of a front end's bands, Hz [fe.num_bands], rising."""
     if fe.feature == "mel":
-        return mel_centres_hz(fe.num_bands, fe.band_min_hz, fe.band_max_hz)
+        return mel_centres_hz(fe.num_bands, fe.band_min_hz, fe.band_max_hz, fe.mel_scale)
     if fe.feature == "gam":
         return gammatone_centres_hz(fe.num_bands, fe.band_min_hz, fe.band_max_hz)
     return cqt_centres_hz(fe.num_bands, fe.cqt_min_hz, fe.cqt_bins_per_octave)

@@ -19,7 +19,8 @@ DATA_ROOT = "data"               # generated media and features: <DATA_ROOT>/<DA
 OUTPUT_ROOT = ""                 # "" -> the repository: file_lists/ datalists/ npy_files/ runs/
                                  # video_classification_results/, each with a <DATASET>/ folder
 VIDEO_ROOT = ""                  # "" -> <DATA_ROOT>/<DATASET>/videos; <root>/<split>/<class>/<id>.mp4
-AUDIO_ROOT = ""                  # "" -> <DATA_ROOT>/<DATASET>/audio (16 kHz mono PCM16 wavs)
+AUDIO_ROOT = ""                  # "" -> <DATA_ROOT>/<DATASET>/audio (PCM16 wavs, one folder per
+                                 # rate and channel policy: 16000hz_mono/, 32000hz_mono/)
 FEATURE_ROOT = ""                # "" -> <DATA_ROOT>/<DATASET>/features/<feature>/
 SPLITS = ["train", "val"]        # splits that steps 01-05 process, in order
 TRAIN_SPLIT = "train"            # split the classifiers learn from (classes.txt comes from it)
@@ -38,7 +39,9 @@ FFMPEG_BATCH_FILES = 8           # step 02: files per ffmpeg process (its start-
 # length (audio.PRESETS). Each key below defaults to None = "the preset's value"; a key that
 # is set overrides it, is recorded in features.json, and names its own feature folder.
 FRONT_END = "vggish"             # preset: vggish = 16 kHz mono, 25/10 ms, 512-pt FFT, 64 HTK
-                                 # mel bands 125-7500 Hz, log(x + 0.01), 96-frame patches
+                                 # mel bands 125-7500 Hz, log(x + 0.01), 96-frame patches;
+                                 # panns = 32 kHz, 1024/320 samples centred, power, 64 Slaney
+                                 # mel bands 50-14000 Hz, dB, 1001-frame (10 s) patches
 FEATURE = "mel"                  # filterbank: mel | gam (gammatone) | cqt (constant-Q)
 DELTAS = False                   # add delta and delta-delta channels: [n, 3, bands, frames]
 SAMPLE_RATE_HZ = None            # wavs (step 02) and analysis (step 03), Hz
@@ -54,6 +57,12 @@ PATCH_FRAMES = None              # frames per patch (vggish: 96 = 0.96 s)
 PATCH_HOP_FRAMES = None          # frames between patch starts; an incomplete last patch is dropped
 CQT_MIN_HZ = None                # cqt: centre of the lowest band
 CQT_BINS_PER_OCTAVE = None       # cqt: bands per octave
+SPECTRUM = None                  # magnitude (vggish) | power (panns): what the filterbank weights
+MEL_SCALE = None                 # htk (vggish) | slaney (panns, librosa's default)
+MEL_NORM = None                  # none (vggish) | slaney (panns: each band's area 1)
+LOG_SCALE = None                 # ln: log(x + LOG_OFFSET) (vggish) | db: 10 log10(max(x, LOG_FLOOR))
+LOG_FLOOR = None                 # db: the floor (panns: 1e-10)
+CENTRE_PADDING = None            # none: frames from sample 0 (vggish) | reflect: centred (panns)
 FEATURE_DTYPE = "float16"        # float16 | float32 on disk (computed in float32)
 SHORT_TRACK_POLICY = "pad"       # tracks shorter than one patch: "pad" (zero-pad to one patch) | "drop"
 
@@ -66,7 +75,8 @@ PROGRESS_LOG_INTERVAL_S = 30.0   # progress bars redraw this seldom when stderr 
 
 # ---------------------------------------------------------------- audio classifier (train.py)
 RUN = "cnn_mel"                  # run name: runs/<DATASET>/<RUN>/ and npy_files/<DATASET>/<RUN>/
-MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_cnn, resnet18, vggish
+MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like_cnn, resnet18 (from
+                                 # scratch), panns_cnn14, vggish, vggish_pca, torchvggish (published)
 EPOCHS = 12
 BATCH_SIZE = 64
 OPTIMIZER = "adamw"              # adamw | sgd
@@ -88,7 +98,11 @@ BALANCED_SAMPLING = False        # sample patches so each class is drawn equally
 MINIVAL_FRACTION = 0.1           # tracks carved from TRAIN_SPLIT to pick the "best" checkpoint
 EVAL_CHECKPOINT = "best"         # best (by minival track top-1) | last: the checkpoint that scores
 INIT_CHECKPOINT = ""             # "" = random initialisation; a checkpoint whose body weights start
-                                 # the model (the head, sized for these classes, starts afresh)
+                                 # the model (the head, sized for these classes, starts afresh):
+                                 # a train.py checkpoint, or a published file (panns_cnn14:
+                                 # Cnn14_mAP=0.431.pth; vggish*: vggish-10086976.pth)
+VGGISH_PCA_PARAMS = ""           # vggish_pca / torchvggish: the release's PCA file
+                                 # (vggish_pca_params-970ea276.pth), read with INIT_CHECKPOINT
 FREEZE_BODY_EPOCHS = 0           # train only the head for this many first epochs
 BODY_LR_SCALE = 1.0              # the body's learning rate as a multiple of the head's
 CHANNELS_LAST = True             # channels-last memory format: slim_cnn trains ~1.3x faster on this CPU
@@ -99,6 +113,10 @@ TORCH_THREADS = 0                # torch's CPU threads; 0 = torch's default (one
                                  # a run that must repeat elsewhere fixes it (the demo: 2)
 SEED = 0                         # every random draw: demo data (step 00), minival, training
 DEVICE = "auto"                  # auto | cpu | cuda
+
+# ---------------------------------------------------------------- linear probe (step 11)
+PROBE_L2_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]   # L2 penalties tried on the minival (the
+                                 # mean cross-entropy + l2 / 2 |W|^2, standardised embeddings)
 
 # ---------------------------------------------------------------- demo video classifier
 VIDEO_MODEL = "tiny_video_cnn"   # network for scripts/train_demo_video_model.py

@@ -33,6 +33,10 @@ One CPU or GPU:  python train.py --dataset demo --feature mel --model slim_cnn -
 Several GPUs:    torchrun --nproc_per_node=4 -- train.py ... (DDP, one process per GPU; the
                  "--" stops torchrun from reading train.py's --run as its own --run-path)
 Resume:          the same command with --resume (continues from runs/<dataset>/<run>/last.pt)
+Frozen embeddings of a pretrained model, sharded over machines (or over time: each shard is
+                 a file, a rerun skips finished shards; the contract is written once all are):
+                 python train.py --model panns_cnn14 --init-checkpoint Cnn14_mAP=0.431.pth
+                   --front-end panns --epochs 0 --eval-splits train val --shard K/N
 """
 import csv
 import math
@@ -61,8 +65,9 @@ TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "WEIGHT_DECAY", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
               "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
               "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
-              "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "FREEZE_BODY_EPOCHS", "BODY_LR_SCALE",
-              "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "TORCH_THREADS", "SEED", "DEVICE"]
+              "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
+              "BODY_LR_SCALE", "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "TORCH_THREADS", "SEED",
+              "DEVICE"]
 
 
 # ---------------------------------------------------------------- environment
@@ -228,8 +233,11 @@ class AudioClassification:
         out = predict(model, self.full_train, self.minival_rows, env, self.cfg, "minival")
         return track_metrics(out, self.minival_rows, self.full_train.datalist.labels)
 
-    def score_split(self, model, env, split, dataset, out_dir):
-        """Score every track of `dataset`; on the main rank write the contract. -> metrics."""
+    def score_split(self, model, env, split, dataset, out_dir, shard=(1, 1)):
+        """Score every track of `dataset` (or shard K of N: ``score_shard``); on the main
+        rank write the contract. -> metrics ({} while other shards are missing)."""
+        if shard != (1, 1):
+            return score_shard(model, dataset, env, self.cfg, split, out_dir, shard)
         out = predict(model, dataset, np.arange(len(dataset.datalist)), env, self.cfg,
                       f"score {split}")
         if not env.main:
@@ -296,6 +304,53 @@ def save_contract(out_dir, split, ids, labels, out):
     datafiles.save_npy(out_dir / f"{split}_patch_track.npy", track.astype(np.int64))
     datafiles.write_lines(out_dir / f"{split}_ids.txt", ids)
     return {"n": n, **track_metrics(out, np.arange(n), np.asarray(labels))}
+
+
+def shard_file(out_dir, split, shard):
+    """Where shard (K, N) of a split's patch outputs waits for the others."""
+    return out_dir / "shards" / f"{split}_{shard[0]}of{shard[1]}.npz"
+
+
+def score_shard(model, dataset, env, cfg, split, out_dir, shard):
+    """Score the tracks of shard (K, N) of a split (datafiles.shard_of: every N-th id of the
+    sorted list) into ``shards/<split>_KofN.npz`` (patch logits, embeddings, datalist rows
+    and ids), unless that file exists (a rerun resumes where a killed one stopped). When all
+    N shards' files exist, write the split's contract from them (whichever shard finishes
+    last does it; several at once write the same bytes). -> metrics, or {} if shards remain."""
+    ids = dataset.datalist.ids
+    path = shard_file(out_dir, split, shard)
+    if not path.exists():
+        mine = set(datafiles.shard_of(ids, shard))
+        rows = np.array([r for r, i in enumerate(ids) if i in mine], np.int64)
+        out = predict(model, dataset, rows, env, cfg,
+                      f"score {split} shard {shard[0]}/{shard[1]}")
+        if env.main:
+            datafiles.save_npz(path, logits=out["logits"], embedding=out["embedding"],
+                               track=out["track"], ids=np.array([ids[r] for r in rows]))
+    elif env.main:
+        print(f"[train] {path} exists: shard {shard[0]}/{shard[1]} of {split} already scored")
+    env.barrier()
+    parts = [shard_file(out_dir, split, (k, shard[1])) for k in range(1, shard[1] + 1)]
+    if not env.main or not all(p.exists() for p in parts):
+        return {}
+    merged = {"logits": [], "embedding": [], "track": []}
+    for p in parts:
+        with np.load(p, allow_pickle=False) as z:
+            rows = np.unique(z["track"])
+            if [ids[r] for r in rows] != [str(i) for i in z["ids"]]:
+                raise ValueError(f"{p} was scored from another datalist than "
+                                 f"{dataset.datalist.path} (its ids differ): delete "
+                                 f"{p.parent} and score again")
+            for k in merged:
+                merged[k].append(z[k])
+    out = {k: np.concatenate(v) for k, v in merged.items()}
+    order = np.argsort(out["track"], kind="stable")    # patches of a track stay in time order
+    out = {k: v[order] for k, v in out.items()}
+    if len(np.unique(out["track"])) != len(np.unique(
+            np.flatnonzero(dataset.datalist.n_patches))):
+        raise ValueError(f"{out_dir}/shards: the {shard[1]} shards of {split} do not cover "
+                         f"its {len(ids)} tracks")
+    return save_contract(out_dir, split, ids, dataset.datalist.labels, out)
 
 
 # ---------------------------------------------------------------- optimisation
@@ -405,26 +460,31 @@ def load_checkpoint(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=False)
 
 
-def init_from_checkpoint(model, path, model_name, front_end):
+def init_from_checkpoint(model, path, model_name, front_end, pca_params=""):
     """Start the model's body from INIT_CHECKPOINT: a train.py checkpoint (its model name and
-    front end must be this run's) or a bare state dict. Every body key must be present with
-    its shape, and the file may hold no key the model lacks; the head starts afresh.
-    Raises ValueError naming the keys, both values and the file. -> one line for the log."""
+    front end must be this run's), a bare state dict, or a published file (PANNs'
+    ``{"model": state_dict, ...}`` with its front-end matrices checked against this run's;
+    VGGish's release state dict, plus VGGISH_PCA_PARAMS for a postprocessing model). Read
+    with torch.load(weights_only=True) (``network.pretrained.safe_load``). Every body key
+    must be present with its shape, and the file may hold no key the model lacks; the head
+    starts afresh. Raises ValueError naming the keys, both values, the file, and the file
+    expected. -> one line for the log."""
+    from network import pretrained
+    ckpt = pretrained.safe_load(path, "INIT_CHECKPOINT")
+    if isinstance(ckpt, dict) and "model_name" in ckpt:        # a train.py checkpoint
+        if ckpt["model_name"] != model_name:
+            raise ValueError(f"INIT_CHECKPOINT {path} holds a {ckpt['model_name']!r} model, "
+                             f"this run trains {model_name!r}")
+        if "front_end" in ckpt:
+            datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]), front_end,
+                                      f"INIT_CHECKPOINT {path}", "this run's features")
+        state = ckpt["model"]
+    else:
+        state = pretrained.init_state(model, ckpt, path, front_end, pca_params)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, ValueError) as e:
-        raise ValueError(f"INIT_CHECKPOINT {path}: cannot read ({e})") from None
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"INIT_CHECKPOINT {path}: neither a train.py checkpoint nor a state "
-                         "dict of tensors")
-    if isinstance(ckpt, dict) and "model_name" in ckpt and ckpt["model_name"] != model_name:
-        raise ValueError(f"INIT_CHECKPOINT {path} holds a {ckpt['model_name']!r} model, this "
-                         f"run trains {model_name!r}")
-    if isinstance(ckpt, dict) and "front_end" in ckpt:
-        datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]), front_end,
-                                  f"INIT_CHECKPOINT {path}", "this run's features")
-    loaded = network.load_body(model, state, where=f"INIT_CHECKPOINT {path}")
+        loaded = network.load_body(model, state, where=f"INIT_CHECKPOINT {path}")
+    except ValueError as e:
+        raise ValueError(pretrained.explain_misfit(model, ckpt, e)) from None
     return f"body from {path} ({loaded} tensors); head {network.head_prefixes(model)} afresh"
 
 
@@ -482,9 +542,7 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
         if improved:
             best = {"value": value, "epoch": epoch + 1}
         if env.main:
-            state = {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "epoch": epoch + 1, "best": best}
+            state = checkpoint_state(meta, model, optimizer, scheduler, scaler, epoch + 1, best)
             save_checkpoint(last_path, state)
             if improved:
                 save_checkpoint(best_path, state)
@@ -499,11 +557,27 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
                   + " ".join(f"{k.replace('minival_', 'minival ')} {v:.1f}"
                              for k, v in row.items() if k.startswith("minival"))
                   + (" (body frozen)" if frozen else "")
-                  + f" ({seconds:.1f} s, {row['examples_per_second']:.0f} patches/s)")
+                  + f" ({seconds:.1f} s, {row['examples_per_second']:.3g} patches/s)")
         env.barrier()
+    if cfg.epochs == 0 and not (cfg.resume or cfg.eval_only) and env.main:
+        # --epochs 0: the model as initialised (INIT_CHECKPOINT's body) is what scores, e.g.
+        # frozen pretrained embeddings; last.pt (and best.pt, so that no earlier run's is
+        # left to score) records it like any other run
+        state = checkpoint_state(meta, model, optimizer, scheduler, scaler, 0, best)
+        save_checkpoint(last_path, state)
+        save_checkpoint(best_path, state)
+        print(f"[train] --epochs 0: no training; scoring the initial model ({last_path})")
+    env.barrier()
     for p in model.parameters():
         p.requires_grad_(True)
     return writer
+
+
+def checkpoint_state(meta, model, optimizer, scheduler, scaler, epoch, best):
+    """What last.pt / best.pt hold: the run's record plus every state to resume from."""
+    return {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "best": best}
 
 
 def check_resumable(ckpt, meta, path):
@@ -579,8 +653,9 @@ def build(cfg, env, paths):
     init_note = ""
     if cfg.init_checkpoint:
         try:
-            init_note = init_from_checkpoint(model, cli.repo_path(cfg.init_checkpoint),
-                                             cfg.model, fe)
+            init_note = init_from_checkpoint(
+                model, cli.repo_path(cfg.init_checkpoint), cfg.model, fe,
+                cli.repo_path(cfg.vggish_pca_params) if cfg.vggish_pca_params else "")
         except ValueError as e:
             sys.exit(f"error: {e}")
     model.to(env.device)
@@ -613,8 +688,15 @@ def score(model, task, cfg, env, paths, fe, writer, epoch):
             sys.exit(f"error: {e}")
         ds = PatchDataset(dl, paths.feature_dir,
                           packed=paths.packed(split) if cfg.packed else None)
-        result = task.score_split(model, env, split, ds, out_dir)
-        if env.main:
+        try:
+            result = task.score_split(model, env, split, ds, out_dir, cfg.shard)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        if env.main and not result:
+            print(f"[train] {split}: shard {cfg.shard[0]}/{cfg.shard[1]} scored -> "
+                  f"{shard_file(out_dir, split, cfg.shard)}; the contract is written when "
+                  f"all {cfg.shard[1]} shards are")
+        elif env.main:
             if writer is not None and not math.isnan(result["track_top1"]):
                 writer.add_scalar(f"{split}/track_top1", result["track_top1"], epoch)
                 writer.add_scalar(f"{split}/track_top5", result["track_top5"], epoch)
@@ -624,7 +706,7 @@ def score(model, task, cfg, env, paths, fe, writer, epoch):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, TRAIN_KEYS)
+    parser = cli.parser(__doc__, TRAIN_KEYS, shard=True)
     parser.add_argument("--resume", action="store_true", default=False,
                         help="continue from runs/<dataset>/<run>/last.pt")
     parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
@@ -632,6 +714,9 @@ def main(argv=None):
     parser.add_argument("--eval-only", action="store_true", default=False,
                         help="skip training; score --eval-splits with the chosen checkpoint")
     cfg = cli.parse(parser, argv)
+    if cfg.shard != (1, 1) and not (cfg.eval_only or cfg.epochs == 0):
+        parser.error("--shard K/N splits the scoring only: use it with --eval-only (score a "
+                     "trained run) or --epochs 0 (frozen embeddings)")
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     env = Dist(cfg.device)

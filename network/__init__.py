@@ -13,7 +13,8 @@ loads, FREEZE_BODY_EPOCHS freezes and BODY_LR_SCALE scales (``body_and_head``, `
 """
 import importlib
 
-_MODULES = ["network.audio_cnn", "network.vggish", "network.resnet", "network.video_cnn"]
+_MODULES = ["network.audio_cnn", "network.vggish", "network.panns", "network.resnet",
+            "network.video_cnn"]
 _REGISTRY = {}
 
 

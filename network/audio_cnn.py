@@ -76,9 +76,10 @@ class SlimCNN(PannsStyleCNN):
         super().__init__(n_classes, in_channels, **kw)
 
 
-@register("panns_cnn")
-class PannsCNN(PannsStyleCNN):
-    """PANNs CNN6/CNN10-like: 4 blocks of two convs, widths 64-512 (slower, stronger)."""
+@register("panns_like_cnn")
+class PannsLikeCNN(PannsStyleCNN):
+    """PANNs CNN6/CNN10-like, trained from scratch on any front end: 4 blocks of two convs,
+    widths 64-512 (slower, stronger). Not PANNs' weights: those are ``panns_cnn14``."""
 
     def __init__(self, n_classes, in_channels=1, **kw):
         kw.setdefault("widths", (64, 128, 256, 512))

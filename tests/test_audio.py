@@ -233,7 +233,7 @@ def test_patches_axis_order():
 # ---------------------------------------------------------------- bad arguments
 @pytest.mark.parametrize("call, message", [
     (lambda: fe("mfcc"), "('mel', 'gam', 'cqt')"),
-    (lambda: audio.front_end("panns"), "unknown front-end preset 'panns'"),
+    (lambda: audio.front_end("pann"), "unknown front-end preset 'pann'"),
     (lambda: fe(nfft=512), "unknown front-end field(s) ['nfft']"),
     (lambda: fe(channels="left"), "channels 'left'"),
     (lambda: fe(fft_length=256), "fft_length 256 is shorter than the window (400 samples)"),

@@ -155,7 +155,7 @@ def test_loader_per_track_and_packed_agree(syn):
     assert set(dl.labels[held]) == set(range(N_CLASSES))
 
 
-@pytest.mark.parametrize("name", ["slim_cnn", "panns_cnn", "resnet18", "vggish"])
+@pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_named_outputs(name, channels):
     model = network.build(name, n_classes=5, in_channels=channels).eval()
@@ -301,9 +301,9 @@ def test_init_checkpoint_of_another_model_or_front_end_is_refused(syn, tmp_path)
     out, common = syn
     train.main(common + ["--epochs", "1", "--run", "a"])
     ckpt = torch.load(out / "runs" / "syn" / "a" / "last.pt", weights_only=False)
-    other_model = dict(ckpt, model_name="panns_cnn")
+    other_model = dict(ckpt, model_name="panns_like_cnn")
     torch.save(other_model, tmp_path / "other_model.pt")
-    with pytest.raises(SystemExit, match="holds a 'panns_cnn' model, this run trains 'slim_cnn'"):
+    with pytest.raises(SystemExit, match="holds a 'panns_like_cnn' model, this run trains 'slim_cnn'"):
         train.main(common + ["--epochs", "1", "--run", "c", "--init-checkpoint",
                              str(tmp_path / "other_model.pt")])
     other_fe = dict(ckpt, front_end=dict(ckpt["front_end"], log_offset=0.001))
