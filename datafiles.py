@@ -36,7 +36,7 @@ class Paths:
         self.audio_root = cli.repo_path(cfg.audio_root) if cfg.audio_root else data / "audio"
         self.feature_root = (cli.repo_path(cfg.feature_root) if cfg.feature_root
                              else data / "features")
-        self.frames_root = data / "frames"
+        self.frame_root = cli.repo_path(cfg.frame_root) if cfg.frame_root else data / "frames"
         out = cli.repo_path(cfg.output_root or ".")
         self.file_lists = out / "file_lists" / cfg.dataset
         self.datalists = out / "datalists" / cfg.dataset
@@ -68,6 +68,22 @@ class Paths:
     @property
     def feature_dir(self):
         return self.feature_root / self.feature_name
+
+    @property
+    def frame_settings(self):
+        """The frames.FrameSettings the settings resolve to."""
+        import frames
+        return frames.settings_from(self.cfg)
+
+    @property
+    def frame_dir(self):
+        """Step 08's frames for these settings: <frame_root>/<size>px_<fps>fps/."""
+        return self.frame_root / self.frame_settings.folder
+
+    def frame_list(self, split, what="frames"):
+        """Step 08's lists: what = frames (ids with frames), no_video, failed; e.g.
+        file_lists/demo/val_224px_2fps_frames.txt."""
+        return self.stage_list(split, f"{self.frame_settings.folder}_{what}")
 
     @property
     def classes(self):

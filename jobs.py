@@ -6,11 +6,11 @@ filesystem with ``--shard K/N`` all see the same truth:
 
 - ``<out_root>/<id><suffix>``  the output, written atomically (temp name + rename);
 - ``<out_root>/<id>.status``   only for the unusual: ``status<TAB>reason`` where status is
-  ``no_audio``, ``failed`` or ``dropped`` (no output) or a note on an output
+  ``no_audio``, ``no_video``, ``failed`` or ``dropped`` (no output) or a note on an output
   (``padded``, ``silent``, ``mono``).
 
 A rerun skips ids whose output exists, and ids whose status is final (``no_audio``,
-``dropped``); ``failed`` ids are retried. Memory is bounded by the number of workers: outcomes
+``no_video``, ``dropped``); ``failed`` ids are retried. Memory is bounded by the number of workers: outcomes
 are counted as they arrive, only the unusual ones are kept.
 """
 import multiprocessing
@@ -24,14 +24,14 @@ import cli
 import datafiles
 
 STATUS_SUFFIX = ".status"
-FINAL_WITHOUT_OUTPUT = ("no_audio", "dropped")  # not retried
+FINAL_WITHOUT_OUTPUT = ("no_audio", "no_video", "dropped")  # not retried
 NOTES = ("padded", "silent", "mono")            # an output exists, with a remark
 
 
 @dataclass
 class Outcome:
     id: str
-    status: str          # done | exists | no_audio | failed | dropped
+    status: str          # done | exists | no_audio | no_video | failed | dropped
     reason: str = ""     # one line; for done, an optional note ("padded: 0.50 s of audio")
     note: str = ""       # done with a remark: padded | silent | mono
 
@@ -94,7 +94,7 @@ class Summary:
     def text(self):
         c = self.counts
         parts = " + ".join(f"{k.replace('_', ' ')} {c[k]}" for k in
-                           ["done", "exists", "no_audio", "dropped", "failed"] if k in c or
+                           ["done", "exists", "no_audio", "no_video", "dropped", "failed"] if k in c or
                            k in ("done", "exists", "failed"))
         k, n = self.shard
         lines = [f"[{self.stage}] {self.split} (shard {k}/{n}): listed {self.listed} = {parts}"
