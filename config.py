@@ -111,6 +111,8 @@ FRAME_JPEG_QSCALE = 3            # ffmpeg mjpeg -q:v, 2 (best) .. 31: ~5 KB per 
 PRETRAINED_WEIGHTS = "imagenet"  # visual models' body: imagenet (torchvision's weights, from the
                                  # torch hub cache) | none (random) | a state-dict file
 CROP_MIN_AREA = 0.35             # random resized crop: share of the frame kept, at least
+HUE_JITTER = 0.0                 # random hue shift of each training frame, up to +-this turn
+                                 # (0 = off .. 0.5); the demo's colours are random per video
 VIDEO_NAME = "video"             # steps 06-07: video_classification_results/<dataset>/
                                  # <VIDEO_NAME>_<split>_{scores,matched}.npy
 

@@ -197,10 +197,12 @@ class FrameDataset(torch.utils.data.Dataset):
         return image, int(self.all_labels[row]), row
 
 
-def train_augment(size, min_area):
-    """Random resized crop (area min_area..1, aspect 3/4..4/3) back to size x size, and a
-    random horizontal flip: uint8 [3, S, S] -> uint8 [3, size, size] (torchvision v2,
-    drawing from torch's global generator, which train.py seeds per epoch)."""
+def train_augment(size, min_area, hue=0.0):
+    """Random resized crop (area min_area..1, aspect 3/4..4/3) back to size x size, a random
+    horizontal flip and, if hue > 0, a random hue shift up to +-hue: uint8 [3, S, S] -> uint8
+    [3, size, size] (torchvision v2, drawing from torch's global generator, which train.py
+    seeds per epoch)."""
     from torchvision.transforms import v2
-    return v2.Compose([v2.RandomResizedCrop(size, scale=(min_area, 1.0), antialias=True),
-                       v2.RandomHorizontalFlip()])
+    steps = [v2.RandomResizedCrop(size, scale=(min_area, 1.0), antialias=True),
+             v2.RandomHorizontalFlip()]
+    return v2.Compose(steps + ([v2.ColorJitter(hue=hue)] if hue > 0 else []))

@@ -74,7 +74,7 @@ TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "FREEZE_BODY_EPOCHS", "BODY_LR_SCALE",
               "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "SEED", "DEVICE",
               "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS", "FRAME_JPEG_QSCALE",
-              "PRETRAINED_WEIGHTS", "CROP_MIN_AREA"]
+              "PRETRAINED_WEIGHTS", "CROP_MIN_AREA", "HUE_JITTER"]
 
 
 # ---------------------------------------------------------------- environment
@@ -708,7 +708,8 @@ def build_visual(cfg, env, paths):
     if train_split.labels.size and train_split.labels.max() >= len(classes):
         sys.exit(f"error: {paths.frame_list(cfg.train_split)} has labels >= {len(classes)}")
     fit_rows, minival_rows = minival_split(train_split.labels, cfg.minival_fraction, cfg.seed)
-    train_set = train_split.subset(fit_rows, frames.train_augment(size, cfg.crop_min_area))
+    train_set = train_split.subset(fit_rows, frames.train_augment(size, cfg.crop_min_area,
+                                                                  cfg.hue_jitter))
 
     seed_everything(cfg.seed)
     smallest = network.model_class(cfg.model).MIN_INPUT_PIXELS

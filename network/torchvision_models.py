@@ -13,6 +13,7 @@ never downloaded here: an error names the file to place there and its URL), "non
 or a path to a state dict of the torchvision model (its own classifier keys are ignored).
 The dense block always starts afresh; it is the HEAD (FREEZE_BODY_EPOCHS trains it alone).
 """
+import functools
 import os
 from pathlib import Path
 
@@ -150,6 +151,12 @@ class TvConvNeXtTiny(TorchvisionBody):
 @register("tv_mobilenet_v3_small")
 class TvMobileNetV3Small(TorchvisionBody):
     ARCH, WEIGHTS, POOLED_DIM = "mobilenet_v3_small", "IMAGENET1K_V1", 576
+
+    def build_kwargs(self):
+        # batch-norm momentum 0.1, not torchvision's 0.01 (set for 600-epoch ImageNet runs):
+        # with 0.01 the running statistics still lag far behind after a short fine-tuning or
+        # the demo's run, and the model in eval mode scores near chance (seen here)
+        return {"norm_layer": functools.partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)}
 
     def cut_classifier(self):
         self.body.classifier = nn.Identity()      # its own FC(1024) block goes: ours replaces it
