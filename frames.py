@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 import config
@@ -146,13 +145,15 @@ def decode(jpeg):
     """One JPEG image (uint8 array) -> uint8 tensor [3, H, W] RGB (Pillow's libjpeg)."""
     with Image.open(io.BytesIO(np.asarray(jpeg, np.uint8).tobytes())) as im:
         rgb = np.asarray(im.convert("RGB"))                            # [H, W, 3]
+    import torch  # here, not at the top: step 08 never needs torch
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
 # ---------------------------------------------------------------- frames as examples
 
-class FrameDataset(torch.utils.data.Dataset):
-    """Every frame of some videos: (uint8 image [3, S, S], label, video row).
+class FrameDataset:
+    """Every frame of some videos: (uint8 image [3, S, S], label, video row); a map-style
+    dataset for torch's DataLoader.
 
     Args:
       paths: the frames file of every video (list, rows of the split).

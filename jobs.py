@@ -189,3 +189,16 @@ def split_state(ids, out_root, suffix):
         else:
             state[i] = ("pending", "")
     return state
+
+
+def write_lists(ids, out_root, suffix, lists):
+    """A split's lists from what is on disk (all shards; split_state).
+
+    lists: {state: path}: the ids of state "done" one per line, those of any other state
+    (no_audio, no_video, failed) as `id<TAB>reason`. -> {state: count}, "pending" included.
+    """
+    state = split_state(ids, out_root, suffix)
+    by = {s: [(i, r) for i, (st, r) in state.items() if st == s] for s in (*lists, "pending")}
+    for s, path in lists.items():
+        datafiles.write_lines(path, [i if s == "done" else f"{i}\t{r}" for i, r in by[s]])
+    return {k: len(v) for k, v in by.items()}

@@ -70,17 +70,6 @@ def prepare_folder(frame_dir, settings):
         frames.write_record(frame_dir, settings)
 
 
-def write_lists(paths, split, ids):
-    """The split's lists from what is on disk -> counts by state."""
-    state = jobs.split_state(ids, paths.frame_dir, SUFFIX)
-    by = {s: [(i, r) for i, (st, r) in state.items() if st == s]
-          for s in ("done", "no_video", "failed", "pending")}
-    datafiles.write_lines(paths.frame_list(split), [i for i, _ in by["done"]])
-    for what in ("no_video", "failed"):
-        datafiles.write_lines(paths.frame_list(split, what), [f"{i}\t{r}" for i, r in by[what]])
-    return {k: len(v) for k, v in by.items()}
-
-
 def main(argv=None):
     parser = cli.parser(__doc__, ["FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS",
                                   "FRAME_JPEG_QSCALE", "FFMPEG", "FFMPEG_TIMEOUT_SECONDS",
@@ -106,7 +95,9 @@ def main(argv=None):
         summary = jobs.run("08 frames", split, cfg.shard, items, work, cfg.workers,
                            frame_dir, SUFFIX)
         print(summary.text())
-        n = write_lists(paths, split, ids)
+        n = jobs.write_lists(ids, frame_dir, SUFFIX, {
+            "done": paths.frame_list(split, "frames"), "no_video": paths.frame_list(split, "no_video"),
+            "failed": paths.frame_list(split, "failed")})
         print(f"  {split} on disk: {len(ids)} videos = with frames {n['done']} + no video "
               f"{n['no_video']} + failed {n['failed']}"
               + (f" + pending {n['pending']} (other shards)" if n["pending"] else "")

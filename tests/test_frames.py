@@ -7,6 +7,7 @@ import pytest
 
 import frames
 import media
+import train
 from conftest import REPO, load_script, make_video
 from test_extract import ODD_NAMES, _kill_while_writing, read_tsv
 
@@ -114,6 +115,9 @@ def test_rerun_skips_and_other_settings_are_refused(frame_root, tmp_path, capsys
     (fdir / frames.RECORD).write_text(record)
     with pytest.raises(SystemExit, match="jpeg_qscale = 9"):
         run08(frame_root, tmp_path)
+    with pytest.raises(SystemExit, match="frame settings differ: jpeg_qscale = 9 in .*frames.json"):
+        train.main(["--dataset", "t", "--data-root", str(tmp_path / "data"), "--output-root",
+                    str(tmp_path), "--model", "tv_mobilenet_v3_small", *SETTINGS])
 
 
 def test_shards_partition_the_work(frame_root, tmp_path, capsys):
