@@ -368,6 +368,14 @@ def locate_videos(video_root, ids, extensions):
     return out
 
 
+def split_videos(paths, split, extensions):
+    """A split's ids (step 01's list, in its order) and {id: its video file (str), or None
+    when the file is gone}: the work items of steps 02 and 08."""
+    ids, _ = read_video_list(paths.video_list(split))
+    found = locate_videos(paths.video_root, ids, extensions)
+    return ids, {i: (str(found[i]) if i in found else None) for i in ids}
+
+
 # ---------------------------------------------------------------- provenance
 
 def provenance():

@@ -32,8 +32,8 @@ its frames' softmax; <split>_patch_* hold the frames, in time order), and --per-
 The loop (``fit``) is shared by every objective: it takes a model, a training loader and a
 *task* (``AudioClassification``, ``VisualClassification``) that supplies the batch
 augmentation, the loss, the minival metric that picks the "best" checkpoint and the scorer.
-Each patch (frame) inherits its track's (video's) label. "best" is chosen on a minival carved from TRAIN_SPLIT (MINIVAL_FRACTION of its
-tracks, per class), never on the evaluated split; EVAL_CHECKPOINT picks best or last.
+Each patch (frame) inherits its track's (video's) label. "best" is chosen on a minival carved
+from TRAIN_SPLIT (MINIVAL_FRACTION of its tracks, per class), never on the evaluated split; EVAL_CHECKPOINT picks best or last.
 INIT_CHECKPOINT starts the model's body from a checkpoint (its head, sized for these classes,
 starts afresh); FREEZE_BODY_EPOCHS trains the head alone at first; BODY_LR_SCALE sets the
 body's learning rate relative to the head's.
@@ -200,9 +200,33 @@ def kl_loss(logits, target):
     return F.kl_div(F.log_softmax(logits.float(), dim=1), target, reduction="batchmean")
 
 
-# ---------------------------------------------------------------- the audio task
+# ---------------------------------------------------------------- the tasks
 
-class AudioClassification:
+class ClassificationTask:
+    """What the audio and visual tasks share: soft targets (label smoothing, mixup), the
+    KL-divergence loss, and the minival metric over whole tracks (videos). Subclasses set
+    cfg, n_classes, minival_rows, minival_labels (of every row) and minival_subset (rows ->
+    a Dataset of their patches, for predict)."""
+    select = "track_top1"       # higher is better
+
+    def targets(self, x, y, gen, beta):
+        """(inputs, labels) -> (inputs, soft targets), mixed up when MIXUP_ALPHA > 0."""
+        target = soft_targets(y, self.n_classes, self.cfg.label_smoothing)
+        if self.cfg.mixup_alpha > 0:
+            x, target = mixup(x, target, self.cfg.mixup_alpha, gen, beta)
+        return x, target
+
+    def loss(self, outputs, target):
+        return kl_loss(outputs["logits"], target)
+
+    def minival(self, model, env):
+        if not len(self.minival_rows):
+            return {}
+        out = predict(model, self.minival_subset, self.minival_rows, env, self.cfg, "minival")
+        return track_metrics(out, self.minival_rows, self.minival_labels)
+
+
+class AudioClassification(ClassificationTask):
     """Audio classification on patches: a task of the shared loop.
 
     Supplies what ``fit`` and ``score_split`` need:
@@ -213,12 +237,14 @@ class AudioClassification:
                                   tracks; ``select`` names the one that picks "best"
       score_split(...)         -> the output contract of one split (see the module docstring)
     """
-    select = "track_top1"       # higher is better
     unit = "patches"
 
     def __init__(self, cfg, n_classes, full_train, minival_rows):
         self.cfg, self.n_classes = cfg, n_classes
         self.full_train, self.minival_rows = full_train, minival_rows
+        if full_train is not None:
+            self.minival_subset = patch_subset(full_train)
+            self.minival_labels = full_train.datalist.labels
 
     def batch(self, batch, gen, beta):
         x, y, _ = batch
@@ -227,20 +253,7 @@ class AudioClassification:
             x = time_shift(x, cfg.time_shift_frames, gen)
         if cfg.spec_augment:
             x = spec_augment(x, cfg.time_mask_frames, cfg.freq_mask_bands, gen)
-        target = soft_targets(y, self.n_classes, cfg.label_smoothing)
-        if cfg.mixup_alpha > 0:
-            x, target = mixup(x, target, cfg.mixup_alpha, gen, beta)
-        return x, target
-
-    def loss(self, outputs, target):
-        return kl_loss(outputs["logits"], target)
-
-    def minival(self, model, env):
-        if not len(self.minival_rows):
-            return {}
-        out = predict(model, patch_subset(self.full_train), self.minival_rows, env, self.cfg,
-                      "minival")
-        return track_metrics(out, self.minival_rows, self.full_train.datalist.labels)
+        return self.targets(x, y, gen, beta)
 
     def score_split(self, model, env, split, dataset, out_dir):
         """Score every track of `dataset`; on the main rank write the contract. -> metrics."""
@@ -273,7 +286,7 @@ class FrameSplit:
         return frames.FrameDataset(self.paths, self.labels, rows, augment)
 
 
-class VisualClassification:
+class VisualClassification(ClassificationTask):
     """Image classification on video frames: a task of the shared loop.
 
       batch(batch, gen, beta)  -> (images float [B, 3, S, S] in [0, 1], soft targets): label
@@ -285,30 +298,16 @@ class VisualClassification:
       score_split(...)         -> the output contract of one split; with per_frame also each
                                   frame's pooled feature and time
     """
-    select = "track_top1"
     unit = "frames"
 
     def __init__(self, cfg, n_classes, train_split, minival_rows, per_frame=False):
         self.cfg, self.n_classes = cfg, n_classes
-        self.train_split, self.minival_rows, self.per_frame = train_split, minival_rows, per_frame
+        self.minival_rows, self.per_frame = minival_rows, per_frame
+        self.minival_subset, self.minival_labels = train_split.subset, train_split.labels
 
     def batch(self, batch, gen, beta):
         x, y, _ = batch
-        x = x.float() / 255.0
-        target = soft_targets(y, self.n_classes, self.cfg.label_smoothing)
-        if self.cfg.mixup_alpha > 0:
-            x, target = mixup(x, target, self.cfg.mixup_alpha, gen, beta)
-        return x, target
-
-    def loss(self, outputs, target):
-        return kl_loss(outputs["logits"], target)
-
-    def minival(self, model, env):
-        if not len(self.minival_rows):
-            return {}
-        out = predict(model, self.train_split.subset, self.minival_rows, env, self.cfg,
-                      "minival")
-        return track_metrics(out, self.minival_rows, self.train_split.labels)
+        return self.targets(x.float() / 255.0, y, gen, beta)
 
     def score_split(self, model, env, split, dataset, out_dir):
         rows = np.arange(len(dataset))
@@ -661,12 +660,10 @@ def build_audio(cfg, env, paths):
         sys.exit(f"error: {e}")
     init_note = start_model(model, cfg, env, fe)
     sampler, loader = make_loader(train_set, cfg, env)
-    meta = {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
-            "modality": "audio", "n_classes": len(classes), "in_channels": fe.in_channels,
-            "patch_shape": list(fe.patch_shape), "front_end": fe.to_dict(),
-            "feature": paths.feature_name, "feature_dtype": record["feature_dtype"],
-            "short_track_policy": record["short_track_policy"],
-            "head": list(network.head_prefixes(model)), **datafiles.provenance()}
+    meta = run_meta(cfg, classes, model, "audio", in_channels=fe.in_channels,
+                    patch_shape=list(fe.patch_shape), front_end=fe.to_dict(),
+                    feature=paths.feature_name, feature_dtype=record["feature_dtype"],
+                    short_track_policy=record["short_track_policy"])
     if env.main:
         print(f"[train] {cfg.model} on {env.device} x{env.world}: {len(train_set)} patches "
               f"{list(fe.patch_shape)} ({fe.name}) from {len(fit_rows)} tracks (minival "
@@ -724,10 +721,8 @@ def build_visual(cfg, env, paths):
         sys.exit(f"error: {e}")
     init_note = start_model(model, cfg, env, None)
     sampler, loader = make_loader(train_set, cfg, env)
-    meta = {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
-            "modality": "visual", "n_classes": len(classes), "in_channels": 3,
-            "frames": settings.to_dict(), "pretrained_weights": cfg.pretrained_weights,
-            "head": list(network.head_prefixes(model)), **datafiles.provenance()}
+    meta = run_meta(cfg, classes, model, "visual", in_channels=3, frames=settings.to_dict(),
+                    pretrained_weights=cfg.pretrained_weights)
     if env.main:
         print(f"[train] {cfg.model} ({cfg.pretrained_weights} weights) on {env.device} "
               f"x{env.world}: {len(train_set)} frames {size} px from {len(fit_rows)} videos "
@@ -736,6 +731,14 @@ def build_visual(cfg, env, paths):
     task = VisualClassification(cfg, len(classes), train_split, minival_rows, cfg.per_frame)
     return dict(model=model, task=task, loader=loader, sampler=sampler, meta=meta,
                 load_split=lambda split: frame_split(paths, split, settings))
+
+
+def run_meta(cfg, classes, model, modality, **specific):
+    """What every checkpoint carries besides the weights: the settings, classes, model,
+    modality and head, provenance, and the modality's own record (`specific`)."""
+    return {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
+            "modality": modality, "n_classes": len(classes), **specific,
+            "head": list(network.head_prefixes(model)), **datafiles.provenance()}
 
 
 def start_model(model, cfg, env, fe):

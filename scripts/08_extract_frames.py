@@ -89,19 +89,13 @@ def main(argv=None):
           f"squares ({settings.crop}), JPEG q {settings.jpeg_qscale} -> {frame_dir}")
     bad = 0
     for split in cfg.splits:
-        ids, _ = datafiles.read_video_list(paths.video_list(split))
-        found = datafiles.locate_videos(paths.video_root, ids, cfg.video_extensions)
-        items = {i: (str(found[i]) if i in found else None) for i in ids}
-        summary = jobs.run("08 frames", split, cfg.shard, items, work, cfg.workers,
-                           frame_dir, SUFFIX)
-        print(summary.text())
-        n = jobs.write_lists(ids, frame_dir, SUFFIX, {
-            "done": paths.frame_list(split, "frames"), "no_video": paths.frame_list(split, "no_video"),
-            "failed": paths.frame_list(split, "failed")})
-        print(f"  {split} on disk: {len(ids)} videos = with frames {n['done']} + no video "
-              f"{n['no_video']} + failed {n['failed']}"
-              + (f" + pending {n['pending']} (other shards)" if n["pending"] else "")
-              + f"  -> {paths.frame_list(split).parent}/{split}_{settings.folder}_*.txt")
+        ids, items = datafiles.split_videos(paths, split, cfg.video_extensions)
+        summary = jobs.run_split(
+            "08 frames", split, ids, items, work, cfg, frame_dir, SUFFIX,
+            {"done": (paths.frame_list(split, "frames"), "with frames"),
+             "no_video": (paths.frame_list(split, "no_video"), "no video"),
+             "failed": (paths.frame_list(split, "failed"), "failed")},
+            f"{paths.frame_list(split).parent}/{split}_{settings.folder}_*.txt")
         bad += summary.failed + (summary.counts["no_video"] if cfg.strict else 0)
     return EXIT_SOME_FAILED if bad else 0
 

@@ -174,7 +174,8 @@ def main(argv=None):
                 row.append(f"{pixels} px: {images_per_second(name, pixels, b, device, False):.0f}"
                            f" / AMP {images_per_second(name, pixels, b, device, True):.0f}")
             else:
-                row.append(f"{pixels} px: {images_per_second(name, pixels, cfg.batch_size_images, device, False):.1f}")
+                ips = images_per_second(name, pixels, cfg.batch_size_images, device, False)
+                row.append(f"{pixels} px: {ips:.1f}")
         print(f"(c) {name} training images/s on {device}: " + "; ".join(row))
 
 
