@@ -204,6 +204,9 @@ def train_augment(size, min_area, hue=0.0):
     [3, size, size] (torchvision v2, drawing from torch's global generator, which train.py
     seeds per epoch)."""
     from torchvision.transforms import v2
+    if not 0 < min_area <= 1 or not 0 <= hue <= 0.5:
+        raise ValueError(f"CROP_MIN_AREA must be in (0, 1], got {min_area}; HUE_JITTER in "
+                         f"[0, 0.5], got {hue}")
     steps = [v2.RandomResizedCrop(size, scale=(min_area, 1.0), antialias=True),
              v2.RandomHorizontalFlip()]
     return v2.Compose(steps + ([v2.ColorJitter(hue=hue)] if hue > 0 else []))

@@ -698,15 +698,18 @@ def frame_split(paths, split, settings):
 
 def build_visual(cfg, env, paths):
     """Frames (step 08), model, loader and task of a visual run. -> dict."""
+    try:
+        settings = paths.frame_settings
+        augment = frames.train_augment(settings.size_pixels, cfg.crop_min_area, cfg.hue_jitter)
+    except ValueError as e:   # FRAMES_PER_SECOND, FRAME_SIZE_PIXELS, CROP_MIN_AREA, HUE_JITTER
+        sys.exit(f"error: {e}")
     classes = datafiles.read_classes(paths.classes)
-    settings = paths.frame_settings
     size = settings.size_pixels
     train_split = frame_split(paths, cfg.train_split, settings)
     if train_split.labels.size and train_split.labels.max() >= len(classes):
         sys.exit(f"error: {paths.frame_list(cfg.train_split)} has labels >= {len(classes)}")
     fit_rows, minival_rows = minival_split(train_split.labels, cfg.minival_fraction, cfg.seed)
-    train_set = train_split.subset(fit_rows, frames.train_augment(size, cfg.crop_min_area,
-                                                                  cfg.hue_jitter))
+    train_set = train_split.subset(fit_rows, augment)
 
     seed_everything(cfg.seed)
     smallest = network.model_class(cfg.model).MIN_INPUT_PIXELS

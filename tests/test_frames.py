@@ -158,3 +158,19 @@ def test_jpeg_offsets_split_images_and_refuse_garbage(frame_root):
         media.jpeg_offsets(data[: offsets[1] - 1])
     with pytest.raises(ValueError, match=f"no JPEG start-of-image marker at byte {offsets[1]}"):
         media.jpeg_offsets(data[:offsets[1]] + b"x" + data[offsets[1]:])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--frames-per-second", "two"], "FRAMES_PER_SECOND must be 'native' or a positive number"),
+    (["--frame-size-pixels", "4"], "FRAME_SIZE_PIXELS must be 8..4096, got 4"),
+    (["--hue-jitter", "0.7"], "HUE_JITTER in [0, 0.5], got 0.7"),
+])
+def test_frame_settings_that_cannot_work_are_refused(tmp_path, capsys, flags, message):
+    common = ["--dataset", "t", "--data-root", str(tmp_path / "data"), "--output-root",
+              str(tmp_path)]
+    with pytest.raises(SystemExit) as e:
+        if "--hue-jitter" in flags:
+            train.main(common + ["--model", "tv_mobilenet_v3_small", *flags])
+        else:
+            step08.main(common + flags)
+    assert message in f"{e.value} {capsys.readouterr().err}"
