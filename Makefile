@@ -9,11 +9,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 DATASET ?= demo
 RUN ?= cnn_mel
-VIDEO_NAME ?= demo_video_cnn
+VIDEO_NAME ?= video
+VRUN ?= demo_video
+VIDEO_RECIPE ?= recipes/demo_video.yaml
 SPLIT ?= val
 NPY := npy_files/$(DATASET)/$(RUN)
+VNPY := npy_files/$(DATASET)/$(VRUN)
 VIDEO := video_classification_results/$(DATASET)
-# steps 02/03 exit 3 when some file failed and is listed with its reason: the demo goes on
+# steps 02/03/08 exit 3 when some file failed and is listed with its reason: the demo goes on
 LISTED_FAILURES_OK := || [ $$? -eq 3 ]
 # The demo's numbers repeat on another x86-64 CPU only if the math kernels and the thread
 # count are the same: OpenBLAS's Haswell (AVX2) kernels for numpy, torch's own (ATen) and
@@ -44,9 +47,11 @@ demo: venv
 	step $(PY) scripts/04_make_datalists.py --dataset $(DATASET); \
 	step $(PY) train.py --dataset $(DATASET) --run $(RUN) $(DEMO_THREADS); \
 	step $(PY) scripts/05_score_tracks.py --dataset $(DATASET) --run $(RUN); \
-	step $(PY) scripts/train_demo_video_model.py --dataset $(DATASET); \
+	step $(PY) scripts/08_extract_frames.py --dataset $(DATASET) --config $(VIDEO_RECIPE) \
+	  $(LISTED_FAILURES_OK); \
+	step $(PY) train.py --dataset $(DATASET) --config $(VIDEO_RECIPE) --run $(VRUN) $(DEMO_THREADS); \
 	step $(PY) scripts/06_match_video_to_audio.py --dataset $(DATASET) \
-	  --video-scores $(VIDEO)/$(VIDEO_NAME)_$(SPLIT)_scores.npy \
+	  --video-scores $(VNPY)/$(SPLIT)_scores.npy \
 	  --audio-ids $(NPY)/$(SPLIT)_ids.txt \
 	  --out $(VIDEO)/$(VIDEO_NAME)_$(SPLIT)_matched.npy; \
 	step $(PY) scripts/07_fuse.py --dataset $(DATASET) \

@@ -118,16 +118,24 @@ DEVICE = "auto"                  # auto | cpu | cuda
 PROBE_L2_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]   # L2 penalties tried on the minival (the
                                  # mean cross-entropy + l2 / 2 |W|^2, standardised embeddings)
 
-# ---------------------------------------------------------------- demo video classifier
-VIDEO_MODEL = "tiny_video_cnn"   # network for scripts/train_demo_video_model.py
-VIDEO_FRAME_SIZE_PIXELS = 32     # frames decoded at this height and width
-VIDEO_FRAMES_PER_SECOND = 4
-VIDEO_EPOCHS = 25
-VIDEO_BATCH_SIZE = 16
-VIDEO_LEARNING_RATE = 5e-3       # peak of the one-cycle schedule
-VIDEO_WEIGHT_DECAY = 1e-2
-VIDEO_LABEL_SMOOTHING = 0.1
-VIDEO_NAME = "demo_video_cnn"    # video_classification_results/<VIDEO_NAME>_<split>_scores.npy
+# ---------------------------------------------------------------- frames (step 08)
+FRAME_ROOT = ""                  # "" -> <DATA_ROOT>/<DATASET>/frames; one folder per setting
+FRAMES_PER_SECOND = "2"          # "native" (every frame, its own time) or a number as text:
+                                 # frames at start + k / fps (the two-phase paper: 2)
+FRAME_SIZE_PIXELS = 224          # short side scaled to this, then the centre square cropped
+FRAME_JPEG_QSCALE = 3            # ffmpeg mjpeg -q:v, 2 (best) .. 31: ~5 KB per 224 px frame
+
+# ---------------------------------------------------------------- visual classifier (train.py)
+# MODEL = tv_resnet18 | tv_inception_v3 | tv_convnext_tiny | tv_mobilenet_v3_small |
+# tv_efficientnet_b0 trains on step 08's frames (one example per frame; a video's score is
+# the mean over its frames), with the keys above shared with the audio models.
+PRETRAINED_WEIGHTS = "imagenet"  # visual models' body: imagenet (torchvision's weights, from the
+                                 # torch hub cache) | none (random) | a state-dict file
+CROP_MIN_AREA = 0.35             # random resized crop: share of the frame kept, at least
+HUE_JITTER = 0.0                 # random hue shift of each training frame, up to +-this turn
+                                 # (0 = off .. 0.5); the demo's colours are random per video
+VIDEO_NAME = "video"             # steps 06-07: video_classification_results/<dataset>/
+                                 # <VIDEO_NAME>_<split>_{scores,matched}.npy
 
 # ---------------------------------------------------------------- fusion
 FUSION_FOLDS = 5                 # k-fold cross-fitting of the fusion weight on the evaluated split

@@ -45,7 +45,7 @@ class Paths:
         self.audio_root = cli.repo_path(cfg.audio_root) if cfg.audio_root else data / "audio"
         self.feature_root = (cli.repo_path(cfg.feature_root) if cfg.feature_root
                              else data / "features")
-        self.frames_root = data / "frames"
+        self.frame_root = cli.repo_path(cfg.frame_root) if cfg.frame_root else data / "frames"
         out = cli.repo_path(cfg.output_root or ".")
         self.file_lists = out / "file_lists" / cfg.dataset
         self.datalists = out / "datalists" / cfg.dataset
@@ -77,6 +77,22 @@ class Paths:
     @property
     def feature_dir(self):
         return self.feature_root / self.feature_name
+
+    @property
+    def frame_settings(self):
+        """The frames.FrameSettings the settings resolve to."""
+        import frames
+        return frames.settings_from(self.cfg)
+
+    @property
+    def frame_dir(self):
+        """Step 08's frames for these settings: <frame_root>/<size>px_<fps>fps/."""
+        return self.frame_root / self.frame_settings.folder
+
+    def frame_list(self, split, what="frames"):
+        """Step 08's lists: what = frames (ids with frames), no_video, failed; e.g.
+        file_lists/demo/val_224px_2fps_frames.txt."""
+        return self.stage_list(split, f"{self.frame_settings.folder}_{what}")
 
     @property
     def classes(self):
@@ -374,6 +390,14 @@ def locate_videos(video_root, ids, extensions):
             if name is not None:
                 out[i] = Path(video_root) / folder / name
     return out
+
+
+def split_videos(paths, split, extensions):
+    """A split's ids (step 01's list, in its order) and {id: its video file (str), or None
+    when the file is gone}: the work items of steps 02 and 08."""
+    ids, _ = read_video_list(paths.video_list(split))
+    found = locate_videos(paths.video_root, ids, extensions)
+    return ids, {i: (str(found[i]) if i in found else None) for i in ids}
 
 
 # ---------------------------------------------------------------- provenance

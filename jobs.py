@@ -6,12 +6,12 @@ filesystem with ``--shard K/N`` all see the same truth:
 
 - ``<out_root>/<id><suffix>``  the output, written atomically (temp name + rename);
 - ``<out_root>/<id>.status``   only for the unusual: ``status<TAB>reason`` where status is
-  ``no_audio``, ``failed`` or ``dropped`` (no output) or a note on an output
+  ``no_audio``, ``no_video``, ``failed`` or ``dropped`` (no output) or a note on an output
   (``padded``, ``silent``, ``mono``).
 
 A rerun skips ids whose output exists, and ids whose status is final (``no_audio``,
-``dropped``); ``failed`` ids are retried. Memory is bounded by the number of workers: outcomes
-are counted as they arrive, only the unusual ones are kept.
+``no_video``, ``dropped``); ``failed`` ids are retried. Memory is bounded by the number of
+workers: outcomes are counted as they arrive, only the unusual ones are kept.
 """
 import multiprocessing
 import os
@@ -24,14 +24,14 @@ import cli
 import datafiles
 
 STATUS_SUFFIX = ".status"
-FINAL_WITHOUT_OUTPUT = ("no_audio", "dropped")  # not retried
+FINAL_WITHOUT_OUTPUT = ("no_audio", "no_video", "dropped")  # not retried
 NOTES = ("padded", "silent", "mono")            # an output exists, with a remark
 
 
 @dataclass
 class Outcome:
     id: str
-    status: str          # done | exists | no_audio | failed | dropped
+    status: str          # done | exists | no_audio | no_video | failed | dropped
     reason: str = ""     # one line; for done, an optional note ("padded: 0.50 s of audio")
     note: str = ""       # done with a remark: padded | silent | mono
 
@@ -94,8 +94,8 @@ class Summary:
     def text(self):
         c = self.counts
         parts = " + ".join(f"{k.replace('_', ' ')} {c[k]}" for k in
-                           ["done", "exists", "no_audio", "dropped", "failed"] if k in c or
-                           k in ("done", "exists", "failed"))
+                           ["done", "exists", "no_audio", "no_video", "dropped", "failed"]
+                           if k in c or k in ("done", "exists", "failed"))
         k, n = self.shard
         lines = [f"[{self.stage}] {self.split} (shard {k}/{n}): listed {self.listed} = {parts}"
                  f"  ({self.seconds:.1f} s)"]
@@ -196,3 +196,39 @@ def split_state(ids, out_root, suffix):
         else:
             state[i] = ("pending", "")
     return state
+
+
+def run_split(stage, split, ids, items, work, cfg, out_root, suffix, lists, where, batch=1):
+    """run() over a split's shard, then its lists from what is on disk, each summed up.
+
+    lists: {state: (path, words)}, "done" first: where write_lists puts each state's ids, and
+    the words on_disk uses for it. where: the lists' folder and pattern, for the message.
+    -> the Summary of this run."""
+    summary = run(stage, split, cfg.shard, items, work, cfg.workers, out_root, suffix, batch)
+    print(summary.text())
+    n = write_lists(ids, out_root, suffix, {s: path for s, (path, _) in lists.items()})
+    print(on_disk(split, len(ids), n, {s: words for s, (_, words) in lists.items()}, where))
+    return summary
+
+
+def write_lists(ids, out_root, suffix, lists):
+    """A split's lists from what is on disk (all shards; split_state).
+
+    lists: {state: path}: the ids of state "done" one per line, those of any other state
+    (no_audio, no_video, failed) as `id<TAB>reason`. -> {state: count}, "pending" included.
+    """
+    state = split_state(ids, out_root, suffix)
+    by = {s: [(i, r) for i, (st, r) in state.items() if st == s] for s in (*lists, "pending")}
+    for s, path in lists.items():
+        datafiles.write_lines(path, [i if s == "done" else f"{i}\t{r}" for i, r in by[s]])
+    return {k: len(v) for k, v in by.items()}
+
+
+def on_disk(split, total, n, names, where):
+    """The line that sums up a split of `total` videos on disk: counts `n` (write_lists)
+    under `names` ({state: words}, in order), pending ones on other shards, where the lists
+    are."""
+    return (f"  {split} on disk: {total} videos = "
+            + " + ".join(f"{words} {n[k]}" for k, words in names.items())
+            + (f" + pending {n['pending']} (other shards)" if n.get("pending") else "")
+            + f"  -> {where}")

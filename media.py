@@ -10,6 +10,7 @@ filter): "mono" mixes every channel down by ffmpeg's standard matrix, "first" ke
 0 alone (the pan filter), "stereo" keeps two channels (mono duplicated, 5.1 mixed down).
 """
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -21,7 +22,8 @@ import numpy as np
 
 
 class MediaError(Exception):
-    """A file that could not be decoded. kind: 'no_audio' or 'failed'; reason: one line."""
+    """A file that could not be decoded. kind: 'no_audio', 'no_video' or 'failed'; reason:
+    one line."""
 
     def __init__(self, kind, reason):
         super().__init__(f"{kind}: {reason}")
@@ -104,8 +106,12 @@ def _samples(raw, channels):
 
 
 def _reason(stderr):
-    """One line that says why ffmpeg failed, from its stderr."""
+    """One line that says why ffmpeg failed, from its stderr (with ``-loglevel level+...``,
+    only its warning, error and fatal lines)."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    tagged = [ln for ln in lines if re.search(r"\[(warning|error|fatal|panic)\]", ln)]
+    if tagged or any("[info]" in ln for ln in lines):
+        lines = [re.sub(r"^(\[[^\]]*\] )+", "", ln) for ln in tagged]
     for ln in lines:
         if "moov atom not found" in ln:
             return "not a readable media file (mp4 index 'moov atom' missing: truncated or corrupt)"
@@ -224,6 +230,107 @@ def decode_frames(path, size_pixels, frames_per_second, ffmpeg="imageio", timeou
     if frames.size == 0 or frames.size % (s * s * 3):
         raise MediaError("failed", f"decoded {frames.size} bytes of video, not whole frames")
     return frames.reshape(-1, s, s, 3)
+
+
+def frame_filter(size_pixels, frames_per_second):
+    """ffmpeg's video filter chain of step 08: time resampling, short side to `size_pixels`,
+    centre crop to a square, and showinfo (which logs each frame's presentation time).
+
+    frames_per_second: a positive number, or None to keep every source frame (native rate).
+    The fps filter emits, for each instant start + k / fps, the source frame shown then.
+    """
+    s = int(size_pixels)
+    # eof_action=pass: a clip shorter than one frame interval still gives its frame
+    chain = [] if frames_per_second is None else [f"fps={frames_per_second}:eof_action=pass"]
+    chain += [f"scale={s}:{s}:force_original_aspect_ratio=increase:flags=area",
+              f"crop={s}:{s}", "setsar=1", "showinfo"]
+    return ",".join(chain)
+
+
+def jpeg_frames_command(ffmpeg, path, size_pixels, frames_per_second, qscale, out="pipe:1"):
+    """argv decoding the first video stream of `path` to a stream of JPEG images (MJPEG,
+    quality -q:v `qscale`, full-range YUV 4:2:0), one per output frame, each frame's time
+    logged by showinfo at level info (tagged lines, so errors stay separable)."""
+    return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "level+info", *_input(path),
+            "-map", "0:v:0", "-an", "-sn", "-dn",
+            "-vf", frame_filter(size_pixels, frames_per_second), "-fps_mode", "passthrough",
+            "-c:v", "mjpeg", "-q:v", str(int(qscale)), "-f", "mjpeg", "-y", out]
+
+
+_SHOWINFO = re.compile(rb"\[Parsed_showinfo_\d+ @ [^\]]*\] \[info\] n:\s*(\d+) pts:\s*(-?\d+)"
+                       rb" pts_time:(\S+)")
+
+
+def jpeg_offsets(data):
+    """Byte offsets of the JPEG images concatenated in `data` -> int64 [n_images + 1].
+
+    Walks each image's marker segments by their lengths up to the scan, then the scan up
+    to its end-of-image marker (inside a scan, 0xFF is always followed by 0x00 or a
+    restart marker), so bytes of tables never pass for a marker.
+    Raises ValueError naming the offset where the stream stops being JPEG.
+    """
+    data = bytes(data)
+    n, pos, offsets = len(data), 0, [0]
+    while pos < n:
+        if data[pos:pos + 2] != b"\xff\xd8":
+            raise ValueError(f"no JPEG start-of-image marker at byte {pos} of {n}")
+        i = pos + 2
+        while True:                                 # marker segments up to start-of-scan
+            if i + 4 > n or data[i] != 0xFF:
+                raise ValueError(f"JPEG image at byte {pos}: bad marker at byte {i}")
+            marker, length = data[i + 1], (data[i + 2] << 8) | data[i + 3]
+            i += 2 + length
+            if marker == 0xDA:
+                break
+        while True:                                 # the scan, up to end-of-image
+            i = data.find(b"\xff", i)
+            if i < 0 or i + 1 >= n:
+                raise ValueError(f"JPEG image at byte {pos} has no end-of-image marker")
+            if data[i + 1] == 0xD9:
+                break
+            i += 1 if data[i + 1] == 0xFF else 2    # fill byte; stuffing 0x00 or RSTn
+        pos = i + 2
+        offsets.append(pos)
+    return np.asarray(offsets, dtype=np.int64)
+
+
+def decode_jpeg_frames(path, size_pixels, frames_per_second, qscale=3, ffmpeg="imageio",
+                       timeout_s=300):
+    """Step 08's frames of one video: JPEG images and their presentation times.
+
+    Times are seconds on ffmpeg's clock for the file (0 = the file's start, the clock
+    step 02's wav samples are on), read from showinfo: for a resampled rate, the instant of
+    each output frame; at the native rate (frames_per_second None), each source frame's own
+    time, so a variable frame rate is kept.
+
+    Returns:
+      (jpeg uint8 [n_bytes] (the images back to back), offsets int64 [n_frames + 1],
+       times float64 [n_frames])
+    Raises:
+      MediaError('no_video', ...) when the file has no video stream,
+      MediaError('failed', ...) when it cannot be read or decodes to no frame.
+    """
+    argv = jpeg_frames_command(ffmpeg_binary(ffmpeg), path, size_pixels, frames_per_second,
+                               qscale)
+    proc = _run(argv, path, timeout_s)
+    if proc.returncode != 0:
+        if b"matches no streams" in proc.stderr:
+            raise MediaError("no_video", "no video stream")
+        raise MediaError("failed", _reason(proc.stderr))
+    times = np.asarray([float(m.group(3)) for m in _SHOWINFO.finditer(proc.stderr)],
+                       dtype=np.float64)
+    if not proc.stdout:
+        raise MediaError("failed", "video stream decodes to 0 frames"
+                         + (f" ({_reason(proc.stderr)})" if _reason(proc.stderr) !=
+                            "ffmpeg failed without a message" else ""))
+    try:
+        offsets = jpeg_offsets(proc.stdout)
+    except ValueError as e:
+        raise MediaError("failed", f"ffmpeg's MJPEG output: {e}") from None
+    if len(offsets) - 1 != len(times):
+        raise MediaError("failed", f"{len(offsets) - 1} JPEG frames but {len(times)} frame "
+                         "times in ffmpeg's log")
+    return np.frombuffer(proc.stdout, dtype=np.uint8), offsets, times
 
 
 def write_wav(path, samples, sample_rate):

@@ -20,11 +20,20 @@ Writes runs/<dataset>/<run>/last.pt, best.pt   checkpoints holding the model, op
          <split>_patch_track.npy   int64 [n_patches]  row in <split>_ids.txt of each patch
        train.py is the one writer of these files; step 05 reads and reports them.
 
+Visual models (MODEL = tv_*, see network/) train on step 08's frames instead
+(file_lists/<dataset>/<split>_<S>px_<F>fps_frames.txt, <frame_root>/<S>px_<F>fps/<id>.npz and
+its frames.json, refused if its settings are not these): one example per frame, with the
+frame's video label; random resized crop (CROP_MIN_AREA) and flip; PRETRAINED_WEIGHTS starts
+the body. The contract is the same with frames for patches (a video's score is the mean of
+its frames' softmax; <split>_patch_* hold the frames, in time order), and --per-frame adds
+         <split>_frame_pooled.npy  float32 [n_frames, pooled_dim]  the body's feature per frame
+         <split>_frame_times.npy   float64 [n_frames]  seconds (rows as <split>_patch_track)
+
 The loop (``fit``) is shared by every objective: it takes a model, a training loader and a
-*task* (``AudioClassification`` here) that supplies the batch augmentation, the loss, the
-minival metric that picks the "best" checkpoint and the scorer. Each patch inherits its
-track's label. "best" is chosen on a minival carved from TRAIN_SPLIT (MINIVAL_FRACTION of its
-tracks, per class), never on the evaluated split; EVAL_CHECKPOINT picks best or last.
+*task* (``AudioClassification``, ``VisualClassification``) that supplies the batch
+augmentation, the loss, the minival metric that picks the "best" checkpoint and the scorer.
+Each patch (frame) inherits its track's (video's) label. "best" is chosen on a minival carved
+from TRAIN_SPLIT (MINIVAL_FRACTION of its tracks, per class), never on the evaluated split; EVAL_CHECKPOINT picks best or last.
 INIT_CHECKPOINT starts the model's body from a checkpoint (its head, sized for these classes,
 starts afresh); FREEZE_BODY_EPOCHS trains the head alone at first; BODY_LR_SCALE sets the
 body's learning rate relative to the head's.
@@ -56,6 +65,7 @@ from torch.utils.tensorboard import SummaryWriter
 import audio
 import cli
 import datafiles
+import frames
 import metrics
 import network
 from AudioDataLoader import Datalist, PatchDataset, minival_split
@@ -67,7 +77,8 @@ TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
               "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
               "BODY_LR_SCALE", "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "TORCH_THREADS", "SEED",
-              "DEVICE"]
+              "DEVICE", "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS",
+              "FRAME_JPEG_QSCALE", "PRETRAINED_WEIGHTS", "CROP_MIN_AREA", "HUE_JITTER"]
 
 
 # ---------------------------------------------------------------- environment
@@ -193,9 +204,33 @@ def kl_loss(logits, target):
     return F.kl_div(F.log_softmax(logits.float(), dim=1), target, reduction="batchmean")
 
 
-# ---------------------------------------------------------------- the audio task
+# ---------------------------------------------------------------- the tasks
 
-class AudioClassification:
+class ClassificationTask:
+    """What the audio and visual tasks share: soft targets (label smoothing, mixup), the
+    KL-divergence loss, and the minival metric over whole tracks (videos). Subclasses set
+    cfg, n_classes, minival_rows, minival_labels (of every row) and minival_subset (rows ->
+    a Dataset of their patches, for predict)."""
+    select = "track_top1"       # higher is better
+
+    def targets(self, x, y, gen, beta):
+        """(inputs, labels) -> (inputs, soft targets), mixed up when MIXUP_ALPHA > 0."""
+        target = soft_targets(y, self.n_classes, self.cfg.label_smoothing)
+        if self.cfg.mixup_alpha > 0:
+            x, target = mixup(x, target, self.cfg.mixup_alpha, gen, beta)
+        return x, target
+
+    def loss(self, outputs, target):
+        return kl_loss(outputs["logits"], target)
+
+    def minival(self, model, env):
+        if not len(self.minival_rows):
+            return {}
+        out = predict(model, self.minival_subset, self.minival_rows, env, self.cfg, "minival")
+        return track_metrics(out, self.minival_rows, self.minival_labels)
+
+
+class AudioClassification(ClassificationTask):
     """Audio classification on patches: a task of the shared loop.
 
     Supplies what ``fit`` and ``score_split`` need:
@@ -206,11 +241,14 @@ class AudioClassification:
                                   tracks; ``select`` names the one that picks "best"
       score_split(...)         -> the output contract of one split (see the module docstring)
     """
-    select = "track_top1"       # higher is better
+    unit = "patches"
 
     def __init__(self, cfg, n_classes, full_train, minival_rows):
         self.cfg, self.n_classes = cfg, n_classes
         self.full_train, self.minival_rows = full_train, minival_rows
+        if full_train is not None:
+            self.minival_subset = patch_subset(full_train)
+            self.minival_labels = full_train.datalist.labels
 
     def batch(self, batch, gen, beta):
         x, y, _ = batch
@@ -219,48 +257,98 @@ class AudioClassification:
             x = time_shift(x, cfg.time_shift_frames, gen)
         if cfg.spec_augment:
             x = spec_augment(x, cfg.time_mask_frames, cfg.freq_mask_bands, gen)
-        target = soft_targets(y, self.n_classes, cfg.label_smoothing)
-        if cfg.mixup_alpha > 0:
-            x, target = mixup(x, target, cfg.mixup_alpha, gen, beta)
-        return x, target
-
-    def loss(self, outputs, target):
-        return kl_loss(outputs["logits"], target)
-
-    def minival(self, model, env):
-        if not len(self.minival_rows):
-            return {}
-        out = predict(model, self.full_train, self.minival_rows, env, self.cfg, "minival")
-        return track_metrics(out, self.minival_rows, self.full_train.datalist.labels)
+        return self.targets(x, y, gen, beta)
 
     def score_split(self, model, env, split, dataset, out_dir, shard=(1, 1)):
         """Score every track of `dataset` (or shard K of N: ``score_shard``); on the main
         rank write the contract. -> metrics ({} while other shards are missing)."""
         if shard != (1, 1):
             return score_shard(model, dataset, env, self.cfg, split, out_dir, shard)
-        out = predict(model, dataset, np.arange(len(dataset.datalist)), env, self.cfg,
-                      f"score {split}")
+        out = predict(model, patch_subset(dataset), np.arange(len(dataset.datalist)), env,
+                      self.cfg, f"score {split}")
         if not env.main:
             return {}
         return save_contract(out_dir, split, dataset.datalist.ids, dataset.datalist.labels, out)
 
 
+def patch_subset(dataset):
+    """rows -> the PatchDataset of those tracks of `dataset` (for predict)."""
+    return lambda rows: PatchDataset(dataset.datalist, dataset.feature_dir, rows,
+                                     dataset.packed_path)
+
+
+# ---------------------------------------------------------------- the visual task
+
+class FrameSplit:
+    """One split's videos with frames (step 08): ids, labels, frame files."""
+
+    def __init__(self, ids, labels, frame_dir):
+        self.ids, self.labels = list(ids), np.asarray(labels, np.int64)
+        self.paths = [Path(frame_dir) / (i + ".npz") for i in self.ids]
+
+    def __len__(self):
+        return len(self.ids)
+
+    def subset(self, rows, augment=None):
+        return frames.FrameDataset(self.paths, self.labels, rows, augment)
+
+
+class VisualClassification(ClassificationTask):
+    """Image classification on video frames: a task of the shared loop.
+
+      batch(batch, gen, beta)  -> (images float [B, 3, S, S] in [0, 1], soft targets): label
+                                  smoothing and mixup on the images (the random resized crop
+                                  and flip happen in the dataset, per frame)
+      loss(outputs, targets)   -> KL divergence to the soft targets (the two-phase paper's)
+      minival(model, env)      -> {"track_top1", "track_top5", "patch_top1"}: videos scored
+                                  as the mean of their frames' softmax
+      score_split(...)         -> the output contract of one split; with per_frame also each
+                                  frame's pooled feature and time
+    """
+    unit = "frames"
+
+    def __init__(self, cfg, n_classes, train_split, minival_rows, per_frame=False):
+        self.cfg, self.n_classes = cfg, n_classes
+        self.minival_rows, self.per_frame = minival_rows, per_frame
+        self.minival_subset, self.minival_labels = train_split.subset, train_split.labels
+
+    def batch(self, batch, gen, beta):
+        x, y, _ = batch
+        return self.targets(x.float() / 255.0, y, gen, beta)
+
+    def score_split(self, model, env, split, dataset, out_dir, shard=(1, 1)):
+        if shard != (1, 1):
+            raise ValueError("--shard scoring is implemented for audio models only; score "
+                             "visual models in one process (or under torchrun)")
+        rows = np.arange(len(dataset))
+        keep = ("logits", "embedding") + (("pooled",) if self.per_frame else ())
+        out = predict(model, dataset.subset, rows, env, self.cfg, f"score {split}", keep)
+        if not env.main:
+            return {}
+        result = save_contract(out_dir, split, dataset.ids, dataset.labels, out)
+        if self.per_frame:
+            datafiles.save_npy(out_dir / f"{split}_frame_pooled.npy",
+                               out["pooled"].astype(np.float32))
+            datafiles.save_npy(out_dir / f"{split}_frame_times.npy", dataset.subset(rows).times)
+        return result
+
+
 # ---------------------------------------------------------------- prediction and outputs
 
 @torch.no_grad()
-def predict(model, dataset, tracks, env, cfg, desc):
-    """Patch logits and embeddings of `tracks` (datalist rows), each track scored once.
+def predict(model, subset, tracks, env, cfg, desc, keep=("logits", "embedding")):
+    """The model's outputs `keep` for every patch (frame) of `tracks`, each scored once.
 
+    subset(rows) -> a Dataset of (input, label, row) over those tracks' patches in order.
     Under DDP each rank takes tracks[rank::world] (no sampler padding, so no duplicates);
-    the results are gathered on every rank and returned in datalist row order.
-    Returns: {"logits" [P, C], "embedding" [P, D], "track" [P]} as numpy.
+    the results are gathered on every rank and returned in track row order.
+    Returns: {"logits" [P, C], "embedding" [P, D], ..., "track" [P]} as numpy.
     """
     mine = np.asarray(tracks)[env.rank::env.world]
-    sub = PatchDataset(dataset.datalist, dataset.feature_dir, mine, dataset.packed_path)
-    loader = DataLoader(sub, batch_size=cfg.batch_size * 2, shuffle=False,
+    loader = DataLoader(subset(mine), batch_size=cfg.batch_size * 2, shuffle=False,
                         num_workers=cfg.loader_workers)
     model.eval()
-    logits, embs, rows = [], [], []
+    got, rows = {k: [] for k in keep}, []
     for x, _, t in cli.progress(loader, desc=desc, leave=False, disable=not env.main,
                                 unit="batch"):
         x = x.to(env.device, non_blocking=True)
@@ -268,16 +356,15 @@ def predict(model, dataset, tracks, env, cfg, desc):
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(env, cfg):
             out = model(x)
-        logits.append(out["logits"].float().cpu().numpy())
-        embs.append(out["embedding"].float().cpu().numpy())
+        for k in keep:
+            got[k].append(out[k].float().cpu().numpy())
         rows.append(t.numpy())
-    part = (np.concatenate(logits) if logits else np.zeros((0, 0), np.float32),
-            np.concatenate(embs) if embs else np.zeros((0, 0), np.float32),
-            np.concatenate(rows) if rows else np.zeros(0, np.int64))
-    parts = [p for p in env.gather(part) if len(p[2])]
-    logit, emb, track = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    order = np.argsort(track, kind="stable")  # patches of a track stay in time order
-    return {"logits": logit[order], "embedding": emb[order], "track": track[order]}
+    part = {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in got.items()}
+    part["track"] = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    parts = [p for p in env.gather(part) if len(p["track"])]
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in (*keep, "track")}
+    order = np.argsort(merged["track"], kind="stable")  # patches of a track stay in time order
+    return {k: v[order] for k, v in merged.items()}
 
 
 def track_metrics(out, tracks, labels):
@@ -303,7 +390,8 @@ def save_contract(out_dir, split, ids, labels, out):
     datafiles.save_npy(out_dir / f"{split}_patch_logits.npy", out["logits"].astype(np.float32))
     datafiles.save_npy(out_dir / f"{split}_patch_track.npy", track.astype(np.int64))
     datafiles.write_lines(out_dir / f"{split}_ids.txt", ids)
-    return {"n": n, **track_metrics(out, np.arange(n), np.asarray(labels))}
+    return {"n": n, "n_parts": len(track),
+            **track_metrics(out, np.arange(n), np.asarray(labels))}
 
 
 def shard_file(out_dir, split, shard):
@@ -322,7 +410,7 @@ def score_shard(model, dataset, env, cfg, split, out_dir, shard):
     if not path.exists():
         mine = set(datafiles.shard_of(ids, shard))
         rows = np.array([r for r, i in enumerate(ids) if i in mine], np.int64)
-        out = predict(model, dataset, rows, env, cfg,
+        out = predict(model, patch_subset(dataset), rows, env, cfg,
                       f"score {split} shard {shard[0]}/{shard[1]}")
         if env.main:
             datafiles.save_npz(path, logits=out["logits"], embedding=out["embedding"],
@@ -557,7 +645,7 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
                   + " ".join(f"{k.replace('minival_', 'minival ')} {v:.1f}"
                              for k, v in row.items() if k.startswith("minival"))
                   + (" (body frozen)" if frozen else "")
-                  + f" ({seconds:.1f} s, {row['examples_per_second']:.3g} patches/s)")
+                  + f" ({seconds:.1f} s, {row['examples_per_second']:.3g} {task.unit}/s)")
         env.barrier()
     if cfg.epochs == 0 and not (cfg.resume or cfg.eval_only) and env.main:
         # --epochs 0: the model as initialised (INIT_CHECKPOINT's body) is what scores, e.g.
@@ -582,10 +670,12 @@ def checkpoint_state(meta, model, optimizer, scheduler, scaler, epoch, best):
 
 def check_resumable(ckpt, meta, path):
     """A run resumes only with the model, front end and classes it was started with."""
-    for key in ("model_name", "classes", "n_classes", "in_channels"):
-        if ckpt.get(key) != meta[key]:
+    for key in ("model_name", "classes", "n_classes", "in_channels", "frames"):
+        if ckpt.get(key) != meta.get(key):
             sys.exit(f"error: {path} has {key} = {ckpt.get(key)!r}, this run "
-                     f"{meta[key]!r}: use another --run, or the settings it was made with")
+                     f"{meta.get(key)!r}: use another --run, or the settings it was made with")
+    if "front_end" not in meta:
+        return
     try:
         datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]),
                                   audio.FrontEnd.from_dict(meta["front_end"]), str(path),
@@ -627,6 +717,16 @@ def make_loader(train_set, cfg, env):
 
 
 def build(cfg, env, paths):
+    """The run's parts for the model's modality (network.modality): a dict of model, task,
+    loader, sampler, meta and load_split (split -> the dataset its task scores)."""
+    try:
+        visual = network.modality(cfg.model) == "visual"
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    return (build_visual if visual else build_audio)(cfg, env, paths)
+
+
+def build_audio(cfg, env, paths):
     """Datalists, datasets, model, loader and task of an audio run, checked against the
     features' own record. -> dict."""
     classes = datafiles.read_classes(paths.classes)
@@ -650,6 +750,94 @@ def build(cfg, env, paths):
         model = network.build_audio(cfg.model, len(classes), fe.patch_shape)
     except ValueError as e:
         sys.exit(f"error: {e}")
+    init_note = start_model(model, cfg, env, fe)
+    loader, sampler = make_loader(train_set, cfg, env)
+    meta = run_meta(cfg, classes, model, "audio", in_channels=fe.in_channels,
+                    patch_shape=list(fe.patch_shape), front_end=fe.to_dict(),
+                    feature=paths.feature_name, feature_dtype=record["feature_dtype"],
+                    short_track_policy=record["short_track_policy"])
+    if env.main:
+        print(f"[train] {cfg.model} on {env.device} x{env.world}: {len(train_set)} patches "
+              f"{list(fe.patch_shape)} ({fe.name}) from {len(fit_rows)} tracks (minival "
+              f"{len(minival_rows)} tracks), {len(classes)} classes, {cfg.epochs} epochs -> "
+              f"{paths.run_dir()}" + (f"\n[train] {init_note}" if init_note else ""))
+    task = AudioClassification(cfg, len(classes), full_train, minival_rows)
+
+    def load_split(split):
+        try:
+            dl = Datalist(paths.datalist(split))
+            datafiles.check_front_end(dl.front_end, fe, str(dl.path), "the trained model's")
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        return PatchDataset(dl, paths.feature_dir,
+                            packed=paths.packed(split) if cfg.packed else None)
+    return dict(model=model, task=task, loader=loader, sampler=sampler, meta=meta,
+                load_split=load_split)
+
+
+def frame_split(paths, split, settings):
+    """Step 08's videos with frames of one split, checked against frames.json. -> FrameSplit"""
+    try:
+        found = frames.read_record(paths.frame_dir)
+        frames.check_settings(found, settings, str(paths.frame_dir / frames.RECORD),
+                              "these settings")
+        ids = datafiles.read_ids(paths.frame_list(split))
+        labels = datafiles.labels_for(paths.video_list(split), ids)
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    return FrameSplit(ids, labels, paths.frame_dir)
+
+
+def build_visual(cfg, env, paths):
+    """Frames (step 08), model, loader and task of a visual run. -> dict."""
+    try:
+        settings = paths.frame_settings
+        augment = frames.train_augment(settings.size_pixels, cfg.crop_min_area, cfg.hue_jitter)
+    except ValueError as e:   # FRAMES_PER_SECOND, FRAME_SIZE_PIXELS, CROP_MIN_AREA, HUE_JITTER
+        sys.exit(f"error: {e}")
+    classes = datafiles.read_classes(paths.classes)
+    size = settings.size_pixels
+    train_split = frame_split(paths, cfg.train_split, settings)
+    if train_split.labels.size and train_split.labels.max() >= len(classes):
+        sys.exit(f"error: {paths.frame_list(cfg.train_split)} has labels >= {len(classes)}")
+    fit_rows, minival_rows = minival_split(train_split.labels, cfg.minival_fraction, cfg.seed)
+    train_set = train_split.subset(fit_rows, augment)
+
+    seed_everything(cfg.seed)
+    smallest = network.model_class(cfg.model).MIN_INPUT_PIXELS
+    if size < smallest:
+        sys.exit(f"error: {cfg.model} needs frames of at least {smallest} px; "
+                 f"FRAME_SIZE_PIXELS is {size}")
+    try:
+        model = network.build(cfg.model, n_classes=len(classes), weights=(
+            str(cli.repo_path(cfg.pretrained_weights))
+            if cfg.pretrained_weights not in ("imagenet", "none") else cfg.pretrained_weights))
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    init_note = start_model(model, cfg, env, None)
+    loader, sampler = make_loader(train_set, cfg, env)
+    meta = run_meta(cfg, classes, model, "visual", in_channels=3, frames=settings.to_dict(),
+                    pretrained_weights=cfg.pretrained_weights)
+    if env.main:
+        print(f"[train] {cfg.model} ({cfg.pretrained_weights} weights) on {env.device} "
+              f"x{env.world}: {len(train_set)} frames {size} px from {len(fit_rows)} videos "
+              f"(minival {len(minival_rows)} videos), {len(classes)} classes, {cfg.epochs} "
+              f"epochs -> {paths.run_dir()}" + (f"\n[train] {init_note}" if init_note else ""))
+    task = VisualClassification(cfg, len(classes), train_split, minival_rows, cfg.per_frame)
+    return dict(model=model, task=task, loader=loader, sampler=sampler, meta=meta,
+                load_split=lambda split: frame_split(paths, split, settings))
+
+
+def run_meta(cfg, classes, model, modality, **specific):
+    """What every checkpoint carries besides the weights: the settings, classes, model,
+    modality and head, provenance, and the modality's own record (`specific`)."""
+    return {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
+            "modality": modality, "n_classes": len(classes), **specific,
+            "head": list(network.head_prefixes(model)), **datafiles.provenance()}
+
+
+def start_model(model, cfg, env, fe):
+    """INIT_CHECKPOINT (if set), then the device and memory format. -> a note for the log."""
     init_note = ""
     if cfg.init_checkpoint:
         try:
@@ -661,35 +849,15 @@ def build(cfg, env, paths):
     model.to(env.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    loader, sampler = make_loader(train_set, cfg, env)
-    meta = {"config": dict(cfg), "classes": classes, "model_name": cfg.model,
-            "n_classes": len(classes), "in_channels": fe.in_channels,
-            "patch_shape": list(fe.patch_shape), "front_end": fe.to_dict(),
-            "feature": paths.feature_name, "feature_dtype": record["feature_dtype"],
-            "short_track_policy": record["short_track_policy"],
-            "head": list(network.head_prefixes(model)), **datafiles.provenance()}
-    if env.main:
-        print(f"[train] {cfg.model} on {env.device} x{env.world}: {len(train_set)} patches "
-              f"{list(fe.patch_shape)} ({fe.name}) from {len(fit_rows)} tracks (minival "
-              f"{len(minival_rows)} tracks), {len(classes)} classes, {cfg.epochs} epochs -> "
-              f"{paths.run_dir()}" + (f"\n[train] {init_note}" if init_note else ""))
-    task = AudioClassification(cfg, len(classes), full_train, minival_rows)
-    return dict(model=model, task=task, loader=loader, sampler=sampler, meta=meta, fe=fe)
+    return init_note
 
 
-def score(model, task, cfg, env, paths, fe, writer, epoch):
+def score(model, task, cfg, env, paths, load_split, writer, epoch):
     """Score each of --eval-splits (default EVAL_SPLIT) into the output contract."""
     out_dir = paths.npy_dir()
     for split in cfg.eval_splits if cfg.eval_splits is not None else [cfg.eval_split]:
         try:
-            dl = Datalist(paths.datalist(split))
-            datafiles.check_front_end(dl.front_end, fe, str(dl.path), "the trained model's")
-        except (OSError, ValueError) as e:
-            sys.exit(f"error: {e}")
-        ds = PatchDataset(dl, paths.feature_dir,
-                          packed=paths.packed(split) if cfg.packed else None)
-        try:
-            result = task.score_split(model, env, split, ds, out_dir, cfg.shard)
+            result = task.score_split(model, env, split, load_split(split), out_dir, cfg.shard)
         except ValueError as e:
             sys.exit(f"error: {e}")
         if env.main and not result:
@@ -700,7 +868,7 @@ def score(model, task, cfg, env, paths, fe, writer, epoch):
             if writer is not None and not math.isnan(result["track_top1"]):
                 writer.add_scalar(f"{split}/track_top1", result["track_top1"], epoch)
                 writer.add_scalar(f"{split}/track_top5", result["track_top5"], epoch)
-            print(f"[train] {split}: {len(dl)} tracks, {int(dl.n_patches.sum())} patches; "
+            print(f"[train] {split}: {result['n']} tracks, {result['n_parts']} {task.unit}; "
                   f"track top-1 {result['track_top1']:.1f} %, top-5 "
                   f"{result['track_top5']:.1f} % -> {out_dir}/{split}_*.npy")
 
@@ -713,23 +881,30 @@ def main(argv=None):
                         help="splits to score after training (default: EVAL_SPLIT)")
     parser.add_argument("--eval-only", action="store_true", default=False,
                         help="skip training; score --eval-splits with the chosen checkpoint")
+    parser.add_argument("--per-frame", action="store_true", default=False,
+                        help="visual models: also write each frame's pooled feature and time")
     cfg = cli.parse(parser, argv)
     if cfg.shard != (1, 1) and not (cfg.eval_only or cfg.epochs == 0):
         parser.error("--shard K/N splits the scoring only: use it with --eval-only (score a "
                      "trained run) or --epochs 0 (frozen embeddings)")
+    threads = torch.get_num_threads()
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    env = Dist(cfg.device)
-    paths = datafiles.Paths(cfg)
-    run_dir = paths.run_dir()
-    parts = build(cfg, env, paths)
-    writer = fit(parts["model"], parts["task"], parts["loader"], parts["sampler"], cfg, env,
-                 run_dir, parts["meta"])
-    epoch = choose_checkpoint(parts["model"], run_dir, cfg, env)
-    score(parts["model"], parts["task"], cfg, env, paths, parts["fe"], writer, epoch)
-    if writer is not None:
-        writer.close()
-    env.close()
+    try:
+        env = Dist(cfg.device)
+        paths = datafiles.Paths(cfg)
+        run_dir = paths.run_dir()
+        parts = build(cfg, env, paths)
+        writer = fit(parts["model"], parts["task"], parts["loader"], parts["sampler"], cfg,
+                     env, run_dir, parts["meta"])
+        epoch = choose_checkpoint(parts["model"], run_dir, cfg, env)
+        score(parts["model"], parts["task"], cfg, env, paths, parts["load_split"], writer,
+              epoch)
+        if writer is not None:
+            writer.close()
+        env.close()
+    finally:
+        torch.set_num_threads(threads)     # an in-process caller (a test) keeps its own
 
 
 def _read_csv(path):

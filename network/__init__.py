@@ -4,8 +4,10 @@ Every model's ``forward`` returns a dict of named outputs:
   ``logits``    float [batch, n_classes] (before softmax)
   ``embedding`` float [batch, embedding_dim] (the input of the last linear layer)
 Audio models take patches ``[batch, channels, bands, frames]`` (``build_audio`` passes the
-front end's patch shape: vggish ``[64, 96]``); video models take clips
-``[batch, frames, 3, height, width]`` (uint8 or float in [0, 1]).
+front end's patch shape: vggish ``[64, 96]``); visual models (``tv_*``, torchvision bodies)
+take images ``[batch, 3, height, width]`` (uint8 or float in [0, 1]) and also return
+``pooled``, their body's feature. A class's ``MODALITY`` ("audio" when absent, or "visual")
+says which data train.py feeds it (``modality``).
 
 Every model class names its *head* in ``HEAD``: the parameter-name prefixes of the layers
 sized by the classes (``fc_logits``, ...). The rest is the *body*: what INIT_CHECKPOINT
@@ -14,7 +16,8 @@ loads, FREEZE_BODY_EPOCHS freezes and BODY_LR_SCALE scales (``body_and_head``, `
 import importlib
 
 _MODULES = ["network.audio_cnn", "network.vggish", "network.panns", "network.resnet",
-            "network.video_cnn"]
+            "network.torchvision_models"]
+MODALITIES = ("audio", "visual")
 _REGISTRY = {}
 
 
@@ -26,6 +29,8 @@ def register(name):
             raise ValueError(f"model name {name!r} registered twice")
         if not isinstance(getattr(cls, "HEAD", None), tuple) or not cls.HEAD:
             raise TypeError(f"model {name!r}: {cls.__name__}.HEAD must name its head layers")
+        if getattr(cls, "MODALITY", "audio") not in MODALITIES:
+            raise TypeError(f"model {name!r}: MODALITY must be one of {MODALITIES}")
         _REGISTRY[name] = cls
         return cls
     return wrap
@@ -43,6 +48,20 @@ def _load():
 def names():
     _load()
     return sorted(_REGISTRY)
+
+
+def modality(name):
+    """"audio" or "visual": the data a registered model takes (unknown names: ValueError)."""
+    _load()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(names())}")
+    return getattr(_REGISTRY[name], "MODALITY", "audio")
+
+
+def model_class(name):
+    """The registered class of a model name (its MIN_INPUT_PIXELS, HEAD, ...)."""
+    modality(name)
+    return _REGISTRY[name]
 
 
 def build(name, **kwargs):

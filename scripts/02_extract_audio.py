@@ -76,17 +76,6 @@ def extract_batch(items, audio_root, sample_rate, channels, ffmpeg, timeout_s):
                    for item in items if item[0] not in finished]
 
 
-def write_lists(paths, split, ids):
-    """The split's lists from what is on disk; returns the number of ids still pending."""
-    state = jobs.split_state(ids, paths.audio_dir, ".wav")
-    by = {s: [(i, r) for i, (st, r) in state.items() if st == s]
-          for s in ("done", "no_audio", "failed", "pending")}
-    datafiles.write_lines(paths.audio_list(split, "audio"), [i for i, _ in by["done"]])
-    for what in ("no_audio", "failed"):
-        datafiles.write_lines(paths.audio_list(split, what), [f"{i}\t{r}" for i, r in by[what]])
-    return {k: len(v) for k, v in by.items()}
-
-
 def main(argv=None):
     parser = cli.parser(__doc__, ["AUDIO_ROOT", *cli.FRONT_END_KEYS, "FFMPEG",
                                   "FFMPEG_TIMEOUT_SECONDS", "FFMPEG_BATCH_FILES",
@@ -105,17 +94,13 @@ def main(argv=None):
           f"{paths.audio_dir}")
     bad = 0
     for split in cfg.splits:
-        ids, _ = datafiles.read_video_list(paths.video_list(split))
-        found = datafiles.locate_videos(paths.video_root, ids, cfg.video_extensions)
-        items = {i: (str(found[i]) if i in found else None) for i in ids}
-        summary = jobs.run("02 audio", split, cfg.shard, items, work, cfg.workers,
-                           paths.audio_dir, ".wav", batch=batch)
-        print(summary.text())
-        n = write_lists(paths, split, ids)
-        print(f"  {split} on disk: {len(ids)} videos = with sound {n['done']} + without sound "
-              f"{n['no_audio']} + failed {n['failed']}"
-              + (f" + pending {n['pending']} (other shards)" if n["pending"] else "")
-              + f"  -> {paths.audio_list(split).parent}/{split}_{paths.audio_lists}_*.txt")
+        ids, items = datafiles.split_videos(paths, split, cfg.video_extensions)
+        summary = jobs.run_split(
+            "02 audio", split, ids, items, work, cfg, paths.audio_dir, ".wav",
+            {"done": (paths.audio_list(split, "audio"), "with sound"),
+             "no_audio": (paths.audio_list(split, "no_audio"), "without sound"),
+             "failed": (paths.audio_list(split, "failed"), "failed")},
+            f"{paths.audio_list(split).parent}/{split}_{paths.audio_lists}_*.txt", batch=batch)
         bad += summary.failed + (summary.counts["no_audio"] if cfg.strict else 0)
     return EXIT_SOME_FAILED if bad else 0
 

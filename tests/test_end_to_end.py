@@ -1,4 +1,4 @@
-"""The whole runbook, steps 00-07, on a tiny generated demo dataset (the `make demo` path)."""
+"""The whole runbook, steps 00-08, on a tiny generated demo dataset (the `make demo` path)."""
 import json
 
 import numpy as np
@@ -11,7 +11,8 @@ from conftest import load_script
 
 
 def run_runbook(root):
-    """Steps 00-07 of the tiny demo under `root`. -> (npy folder, video results folder)."""
+    """Steps 00-08 of the tiny demo under `root` (the video model through step 08 and
+    train.py). -> (audio npy folder, video npy folder, video results folder)."""
     common = ["--dataset", "tiny", "--data-root", str(root / "data"),
               "--output-root", str(root), "--workers", "2"]
     load_script("00_make_demo_dataset").main(
@@ -22,22 +23,44 @@ def run_runbook(root):
     load_script("04_make_datalists").main(common)
     train.main(common + ["--run", "r", "--epochs", "2", "--batch-size", "32"])
     load_script("05_score_tracks").main(common + ["--run", "r"])
-    load_script("train_demo_video_model").main(common + ["--video-epochs", "2"])
-    npy = root / "npy_files" / "tiny" / "r"
+    video = ["--frames-per-second", "2", "--frame-size-pixels", "32"]
+    assert load_script("08_extract_frames").main(common + video) == 3   # the corrupt file
+    train.main(common + video + ["--run", "v", "--model", "tv_mobilenet_v3_small",
+                                 "--pretrained-weights", "none", "--epochs", "1",
+                                 "--batch-size", "32", "--per-frame"])
+    load_script("05_score_tracks").main(common + ["--run", "v"])    # checks the contract
+    npy, vnpy = root / "npy_files" / "tiny" / "r", root / "npy_files" / "tiny" / "v"
     results = root / "video_classification_results" / "tiny"
     load_script("06_match_video_to_audio").main(common + [
-        "--video-scores", str(results / "demo_video_cnn_val_scores.npy"),
+        "--video-scores", str(vnpy / "val_scores.npy"),
         "--audio-ids", str(npy / "val_ids.txt"),
-        "--out", str(results / "demo_video_cnn_val_matched.npy")])
+        "--out", str(results / "video_val_matched.npy")])
     load_script("07_fuse").main(common + [
         "--scores", f"audio={npy / 'val_scores.npy'}",
-        f"video={results / 'demo_video_cnn_val_matched.npy'}", "--bootstrap-samples", "200"])
-    return npy, results
+        f"video={results / 'video_val_matched.npy'}", "--bootstrap-samples", "200"])
+    return npy, vnpy, results
 
 
 def test_runbook_end_to_end(tmp_path, capsys):
-    npy, results = run_runbook(tmp_path)
+    npy, vnpy, results = run_runbook(tmp_path)
     out = capsys.readouterr().out
+    common = ["--dataset", "tiny", "--data-root", str(tmp_path / "data"),
+              "--output-root", str(tmp_path), "--workers", "2"]
+    # the visual run's per-frame features line up with step 08's frames, video by video
+    import frames
+    frame_dir = tmp_path / "data" / "tiny" / "frames" / "32px_2fps"
+    video_ids = datafiles.read_ids(vnpy / "val_ids.txt")
+    track, times = np.load(vnpy / "val_patch_track.npy"), np.load(vnpy / "val_frame_times.npy")
+    assert np.load(vnpy / "val_frame_pooled.npy").shape == (len(track), 576)
+    assert np.load(vnpy / "val_embedding.npy").shape == (len(video_ids), 1024)
+    for row in (0, len(video_ids) - 1):
+        stored = frames.load_video(frame_dir / (video_ids[row] + ".npz"))["times"]
+        np.testing.assert_array_equal(times[track == row], stored)
+    clip = next((tmp_path / "data" / "tiny" / "videos" / "val").rglob("*.mp4"))
+    assert load_script("predict").main(common + [str(tmp_path / "runs" / "tiny" / "v" / "best.pt"),
+                                                 str(clip)]) == 0
+    assert "1 files scored, 0 failed (tv_mobilenet_v3_small on frames 32px_2fps" in \
+        capsys.readouterr().out
 
     # counts reconcile, with the reasons listed
     lists = tmp_path / "file_lists" / "tiny"
@@ -53,9 +76,9 @@ def test_runbook_end_to_end(tmp_path, capsys):
 
     # the matched video rows are in audio id order, and fusion reports what the issue asks
     audio_ids = datafiles.read_ids(npy / "val_ids.txt")
-    matched_ids = datafiles.read_ids(results / "demo_video_cnn_val_matched_ids.txt")
+    matched_ids = datafiles.read_ids(results / "video_val_matched_ids.txt")
     assert matched_ids == audio_ids
-    assert np.load(results / "demo_video_cnn_val_matched.npy").shape == (len(audio_ids), 4)
+    assert np.load(results / "video_val_matched.npy").shape == (len(audio_ids), 4)
     fusion_dir = tmp_path / "npy_files" / "tiny" / "fusion"
     report = json.loads((fusion_dir / "report.json").read_text())
     # the reported numbers are those of the files beside them, by id

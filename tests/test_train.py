@@ -89,7 +89,8 @@ def test_learns_and_writes_every_output(syn, capsys):
 
 def test_resume_after_kill_9_matches_a_straight_run(syn):
     out, common = syn
-    args = common + ["--epochs", "2", "--loader-workers", "0"]
+    # the same torch threads in this process and the killed one: the numbers depend on it
+    args = common + ["--epochs", "2", "--loader-workers", "0", "--torch-threads", "1"]
     train.main(args + ["--run", "straight"])
     # SIGKILL at the 2nd optimizer step of epoch 2 (deterministic: no timing involved)
     per_epoch = len(train.build(cli_cfg(args), train.Dist("cpu"),
