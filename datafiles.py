@@ -201,7 +201,7 @@ def read_video_list(path):
 def labels_for(video_list_path, ids):
     """The labels of `ids`, looked up by id in a ``<split>_videos.txt`` -> int64 [len(ids)].
 
-    Raises ValueError naming the list and the first id it lacks."""
+    Raises ValueError naming the list, how many ids it lacks and the first five."""
     video_ids, video_labels = read_video_list(video_list_path)
     label_of = dict(zip(video_ids, video_labels.tolist()))
     missing = [i for i in ids if i not in label_of]

@@ -246,11 +246,6 @@ def test_step_schedule_and_sgd(syn):
 
 
 # ---------------------------------------------------------------- body, head, init, front ends
-def body_state(model):
-    head = network.head_prefixes(model)
-    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(head)}
-
-
 def test_init_checkpoint_then_frozen_body_keeps_the_body_exactly(syn):
     out, common = syn
     train.main(common + ["--epochs", "1", "--run", "a"])
