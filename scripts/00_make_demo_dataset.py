@@ -30,6 +30,14 @@ No class of val holds more than one special file (with >= 4 classes).
 
 Files are written as <name>.mp4.partial and renamed when complete; a rerun skips files that
 exist, and refuses a video root made with other settings (see the manifest).
+
+--kind impacts (use another --dataset, e.g. impacts) makes the impacts demo instead
+(impacts.py): 6 classes of objects that hit, are dropped onto, thrown against, collide with,
+bounce off and are pushed into things, 64 px at 12 fps, 3-4 s, 44.1 kHz mono AAC, an impact
+sound at each contact (loudness following the speed) over background noise, with the seed's
+nuisances (camera clicks, two or three hits, silent hits). It writes
+<video_root>/impacts_manifest.json: settings, classes, and per video its events
+(time s, kind hit | click | silent_hit, speed), the truth of steps 09-10.
 """
 import json
 import os
@@ -46,6 +54,7 @@ from scipy import fft, signal  # noqa: E402
 
 import cli  # noqa: E402
 import datafiles  # noqa: E402
+import impacts  # noqa: E402
 import media  # noqa: E402
 from jobs import parallel  # noqa: E402
 
@@ -449,6 +458,87 @@ def make_video(job):
     return str(path), "made"
 
 
+# ---------------------------------------------------------------- the impacts kind
+
+IMPACTS_MANIFEST_NAME = "impacts_manifest.json"
+
+
+def make_impact_video(job):
+    """Generate and encode one impacts video (a worker's task) -> (path, 'made' | 'exists')."""
+    path = Path(job["path"])
+    if path.exists():
+        return str(path), "exists"
+    plan, n_frames = job["plan"], job["n_frames"]
+    frames = impacts.make_frames(np.random.default_rng(job["frames_seed"]), job["class_name"],
+                                 plan, n_frames)
+    sound = impacts.make_sound(np.random.default_rng(job["sound_seed"]), plan,
+                               n_frames / impacts.FRAMES_PER_SECOND)
+    datafiles.atomic_write(path, lambda tmp: encode(job["ffmpeg"], tmp, frames, sound,
+                                                    impacts.AUDIO_SAMPLE_RATE_HZ))
+    return str(path), "made"
+
+
+def impact_jobs(cfg, video_root):
+    """Videos of the impacts demo in (split, class, item) order, with manifest rows."""
+    ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)
+    out, rows = [], []
+    for split in SPLITS:
+        for c, class_name in enumerate(impacts.class_names()):
+            for item in range(cfg.videos_per_class):
+                ss = np.random.SeedSequence([cfg.seed, SPLITS.index(split), c, item, 12])
+                s_plan, s_sound, s_frames = ss.spawn(3)
+                rng = np.random.default_rng(s_plan)
+                n_frames = int(round(rng.uniform(*cfg.seconds_range)
+                                     * impacts.FRAMES_PER_SECOND))
+                seconds = n_frames / impacts.FRAMES_PER_SECOND
+                plan = impacts.plan_contacts(rng, seconds)
+                vid = f"{split}/{class_name}/{video_name(rng, seconds)}"
+                out.append(dict(path=str(video_root / (vid + ".mp4")), plan=plan,
+                                n_frames=n_frames, class_name=class_name, sound_seed=s_sound,
+                                frames_seed=s_frames, ffmpeg=ffmpeg))
+                rows.append(dict(id=vid, split=split, class_name=class_name, item=item,
+                                 seconds=seconds, events=impacts.events(plan)))
+    return out, rows
+
+
+def main_impacts(cfg):
+    """Step 00 --kind impacts: the videos and impacts_manifest.json."""
+    video_root = datafiles.Paths(cfg).video_root
+    if cfg.clip_seconds == [3.0, 6.0]:             # the demo's default: impacts' own instead
+        cfg.seconds_range = impacts.CLIP_SECONDS
+    settings = dict(kind="impacts", seed=cfg.seed, videos_per_class=cfg.videos_per_class,
+                    seconds=list(cfg.seconds_range), classes=impacts.class_names(),
+                    frame_size_pixels=impacts.FRAME_SIZE_PIXELS,
+                    frames_per_second=impacts.FRAMES_PER_SECOND,
+                    audio_sample_rate_hz=impacts.AUDIO_SAMPLE_RATE_HZ,
+                    click_probability=impacts.CLICK_PROBABILITY,
+                    silent_hit_probability=impacts.SILENT_HIT_PROBABILITY,
+                    contact_counts=[list(c) for c in impacts.CONTACT_COUNTS])
+    work, rows = impact_jobs(cfg, video_root)
+    path = video_root / IMPACTS_MANIFEST_NAME
+    if path.exists() and json.loads(path.read_text(encoding="utf-8")).get("settings") != settings:
+        raise SystemExit(f"error: {path} was made with other settings; delete {video_root} "
+                         "or choose another --video-root")
+    datafiles.write_text(path, json.dumps(dict(generator="scripts/00_make_demo_dataset.py "
+                                                         "--kind impacts",
+                                               settings=settings, videos=rows), indent=1) + "\n")
+    start, made = time.perf_counter(), 0
+    bar = cli.progress(total=len(work), desc="[00] impact videos", unit="file")
+    for _, what in parallel(make_impact_video, work, cfg.workers):
+        made += what == "made"
+        bar.update()
+    bar.close()
+    kinds = {}
+    for r in rows:
+        for e in r["events"]:
+            kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    print(f"[00] impacts dataset in {video_root}: {len(work)} videos ({made} made) in "
+          f"{time.perf_counter() - start:.1f} s; {len(impacts.class_names())} classes x "
+          f"{cfg.videos_per_class} per split; events: "
+          + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+    print(f"[00] manifest: {path}")
+
+
 # ---------------------------------------------------------------- main
 
 def build_jobs(cfg, video_root, table, specials, separations):
@@ -507,6 +597,9 @@ def main(argv=None):
     parser.add_argument("--picture-cue-separation", type=float, default=PICTURE_CUE_SEPARATION,
                         help="0-1: the same for the secondary picture cue "
                         f"(default {PICTURE_CUE_SEPARATION})")
+    parser.add_argument("--kind", choices=["demo", "impacts"], default="demo",
+                        help="demo (default: the fusion demo) | impacts (the envelope demo, "
+                        "impacts.py; give it its own --dataset)")
     cfg = cli.parse(parser, argv)
     if len(cfg.clip_seconds) not in (1, 2) or min(cfg.clip_seconds) < 1.0:
         parser.error(f"--clip-seconds takes MIN MAX or one value, each >= 1, got "
@@ -514,6 +607,8 @@ def main(argv=None):
     cfg.seconds_range = (min(cfg.clip_seconds), max(cfg.clip_seconds))
     if cfg.videos_per_class < 1:
         parser.error(f"--videos-per-class must be >= 1, got {cfg.videos_per_class}")
+    if cfg.kind == "impacts":
+        return main_impacts(cfg)
     separations = (cfg.audio_cue_separation, cfg.picture_cue_separation)
     if not all(0.0 <= s <= 1.0 for s in separations):
         parser.error(f"cue separations must be in [0, 1], got {separations}")
