@@ -141,3 +141,24 @@ VIDEO_NAME = "video"             # steps 06-07: video_classification_results/<da
 FUSION_FOLDS = 5                 # k-fold cross-fitting of the fusion weight on the evaluated split
 FUSION_GRID_STEPS = 101          # audio weights 0, 0.01, ..., 1
 BOOTSTRAP_SAMPLES = 2000
+
+# ---------------------------------------------------------------- sound envelopes (steps 09-10)
+ENVELOPE_ROOT = ""               # "" -> <DATA_ROOT>/<DATASET>/envelopes; one folder per setting
+ENVELOPE_SIGMA_SECONDS = 200 / 44100   # Gaussian smoothing of |first channel| (the seed's 200
+                                 # samples at 44.1 kHz = 4.54 ms), in seconds: any sample rate
+ENVELOPE_SILENT_FLOOR = 0.05     # full scale 1: a clip whose envelope peaks below this is kept
+                                 # unscaled and noted "silent" (scaling noise would teach noise)
+ENVELOPE_FEATURES_RUN = "impacts_frames"   # the visual train.py run (--per-frame) whose
+                                 # <split>_frame_pooled.npy are the envelope model's frozen input
+ENVELOPE_LOSS_WEIGHT = 1.0       # envelope_lstm: weight of the masked BCE against the envelope
+ENVELOPE_BACKBONE = "features"  # features (the frozen per-frame features of that run) | r3d_18 |
+                                 # r2plus1d_18 (torchvision video ResNets, temporal stride removed,
+                                 # on step 08's frames; for GPUs) | a tv_* model (fine-tuned per frame)
+ENVELOPE_POOL = "mean"           # video ResNets: mean (spatial average per frame) | flatten (the
+                                 # seed's 512 x 7 x 7 per frame at 112 px)
+CLASS_LOSS_WEIGHT = 0.0          # envelope_lstm: weight of the clip's classification loss (the
+                                 # auxiliary-task comparison: 1 with and without the envelope)
+ONSET_TOLERANCE_FRAMES = 1       # step 10: a predicted and a true peak match within +-this
+PEAK_HEIGHT = 0.3                # step 10's peak picker (both envelopes): a local maximum at least
+PEAK_PROMINENCE = 0.2            # this high, standing this far above its surroundings (scipy's
+                                 # prominence), peaks at least 2 frames apart

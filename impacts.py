@@ -206,12 +206,12 @@ def impact_sound(rng, sr, amplitude):
 
 
 def click_sound(rng, sr, amplitude):
-    """A camera click: two sharp broadband ticks 20-40 ms apart, each about 1.5 ms. float [n]"""
+    """A camera click: two sharp broadband ticks 20-40 ms apart, each about 8 ms. float [n]"""
     n = int(0.06 * sr)
     x = np.zeros(n)
     for start in (0.0, rng.uniform(0.02, 0.04)):
-        i, m = int(start * sr), int(0.0015 * sr)
-        x[i:i + m] += rng.standard_normal(m) * np.exp(-np.arange(m) / (0.0004 * sr))
+        i, m = int(start * sr), int(0.008 * sr)
+        x[i:i + m] += rng.standard_normal(m) * np.exp(-np.arange(m) / (0.004 * sr))
     return amplitude * x / (np.abs(x).max() + 1e-12)
 
 
@@ -231,7 +231,7 @@ def make_sound(rng, plan, seconds, sr=AUDIO_SAMPLE_RATE_HZ):
         if k != plan["silent"]:
             add(tc, sound)
     if plan["click"] is not None:
-        add(plan["click"], click_sound(rng, sr, rng.uniform(0.3, 0.7)))
+        add(plan["click"], click_sound(rng, sr, rng.uniform(0.6, 1.0)))
     spectrum = np.fft.rfft(rng.standard_normal(n))
     f = np.maximum(np.fft.rfftfreq(n, 1 / sr), 20.0)
     noise = np.fft.irfft(spectrum / f ** (rng.uniform(0, 1.5) / 2), n)

@@ -78,7 +78,11 @@ TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
               "BODY_LR_SCALE", "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "TORCH_THREADS", "SEED",
               "DEVICE", "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS",
-              "FRAME_JPEG_QSCALE", "PRETRAINED_WEIGHTS", "CROP_MIN_AREA", "HUE_JITTER"]
+              "FRAME_JPEG_QSCALE", "PRETRAINED_WEIGHTS", "CROP_MIN_AREA", "HUE_JITTER",
+              # the envelope model (envelope_task.py)
+              "ENVELOPE_ROOT", "ENVELOPE_SIGMA_SECONDS", "ENVELOPE_SILENT_FLOOR",
+              "ENVELOPE_FEATURES_RUN", "ENVELOPE_LOSS_WEIGHT", "CLASS_LOSS_WEIGHT",
+              "ENVELOPE_BACKBONE", "ENVELOPE_POOL"]
 
 
 # ---------------------------------------------------------------- environment
@@ -720,10 +724,13 @@ def build(cfg, env, paths):
     """The run's parts for the model's modality (network.modality): a dict of model, task,
     loader, sampler, meta and load_split (split -> the dataset its task scores)."""
     try:
-        visual = network.modality(cfg.model) == "visual"
+        kind = network.modality(cfg.model)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    return (build_visual if visual else build_audio)(cfg, env, paths)
+    if kind == "envelope":               # sequences of frames: the envelope model's own module
+        import envelope_task
+        return envelope_task.build_envelope(cfg, env, paths)
+    return (build_visual if kind == "visual" else build_audio)(cfg, env, paths)
 
 
 def build_audio(cfg, env, paths):

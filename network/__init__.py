@@ -16,8 +16,8 @@ loads, FREEZE_BODY_EPOCHS freezes and BODY_LR_SCALE scales (``body_and_head``, `
 import importlib
 
 _MODULES = ["network.audio_cnn", "network.vggish", "network.panns", "network.resnet",
-            "network.torchvision_models"]
-MODALITIES = ("audio", "visual")
+            "network.torchvision_models", "network.envelope_lstm"]
+MODALITIES = ("audio", "visual", "envelope")   # envelope: sequences of frames (envelope_task)
 _REGISTRY = {}
 
 
