@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 import cli
 import datafiles
 import envelope
+import envelope_eval
 import frames
 import network
 
@@ -136,8 +137,8 @@ class EnvelopeTask:
             return {}
         out = predict(model, self.train_set.subset(self.minival_rows), env, self.cfg)
         labels = self.train_set.all_labels[self.minival_rows]
-        bce = np.mean([clip_bce(p, t) for p, t in zip(out["pred"], out["target"])])
-        r = [pearson(p, t) for p, t in zip(out["pred"], out["target"])]
+        bce = np.mean([envelope_eval.bce(p, t) for p, t in zip(out["pred"], out["target"])])
+        r = [envelope_eval.pearson(p, t) for p, t in zip(out["pred"], out["target"])]
         return {"minus_bce": -float(bce), "mean_r": float(np.nanmean(r)),
                 "track_top1": float(100 * np.mean(out["logits"].argmax(1) == labels))}
 
@@ -165,24 +166,8 @@ class EnvelopeTask:
         return {"n": len(dataset.ids), "n_parts": int(offsets[-1]),
                 "track_top1": float(100 * np.mean(top[:, 0] == labels)),
                 "track_top5": float(100 * np.mean((top[:, :5] == labels[:, None]).any(1))),
-                "bce": float(np.mean([clip_bce(p, t) for p, t in
+                "bce": float(np.mean([envelope_eval.bce(p, t) for p, t in
                                       zip(out["pred"], out["target"])]))}
-
-
-def clip_bce(pred, target, eps=1e-4):
-    """Mean BCE of one clip's predicted envelope (in [0, 1]) against its target."""
-    p = np.clip(np.asarray(pred, np.float64), eps, 1 - eps)
-    t = np.asarray(target, np.float64)
-    return float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
-
-
-def pearson(a, b):
-    """Pearson r of two equal-length sequences; nan when either is constant."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    sa, sb = a.std(), b.std()
-    if len(a) < 2 or sa == 0 or sb == 0:
-        return float("nan")
-    return float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
 
 
 @torch.no_grad()
