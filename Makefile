@@ -26,7 +26,7 @@ DEMO_CPU := OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_IS
             MKL_CBWR=AVX2,STRICT
 DEMO_THREADS := --torch-threads 2
 
-.PHONY: venv demo test clean-demo
+.PHONY: venv demo test clean-demo envelope clean-envelope
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,47 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# The envelope demo (README: "Predicting the sound's envelope from the pictures"): the impacts
+# dataset, its frames and targets, the 2D backbone, the envelope model, step 10's evaluation
+# and the auxiliary-task comparison (a clip classifier without / with the envelope loss).
+EDATASET ?= impacts
+EFRAMES := recipes/impacts_frames.yaml
+EMODEL := recipes/impacts_envelope.yaml
+AUX_SEEDS ?= 0 1 2
+AUX_WEIGHT ?= 1.0
+AUX := --envelope-loss-weight 0 --class-loss-weight 1 --eval-checkpoint last --eval-splits val
+
+envelope: venv
+	@start=$$(date +%s); set -e; \
+	export $(DEMO_CPU); \
+	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
+	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }; \
+	step $(PY) scripts/00_make_demo_dataset.py --kind impacts --dataset $(EDATASET) \
+	  --videos-per-class 30; \
+	step $(PY) scripts/01_make_file_lists.py --dataset $(EDATASET); \
+	step $(PY) scripts/08_extract_frames.py --dataset $(EDATASET) --config $(EFRAMES) \
+	  $(LISTED_FAILURES_OK); \
+	step $(PY) scripts/09_make_envelopes.py --dataset $(EDATASET) --config $(EFRAMES) \
+	  $(LISTED_FAILURES_OK); \
+	step $(PY) train.py --dataset $(EDATASET) --config $(EFRAMES) --run impacts_frames \
+	  --per-frame --eval-splits train val $(DEMO_THREADS); \
+	step $(PY) train.py --dataset $(EDATASET) --config $(EMODEL) --run impacts_envelope \
+	  --eval-splits val $(DEMO_THREADS); \
+	for s in $(AUX_SEEDS); do \
+	  step $(PY) train.py --dataset $(EDATASET) --config $(EMODEL) --run aux_without_s$$s \
+	    $(AUX) --seed $$s $(DEMO_THREADS); \
+	  step $(PY) train.py --dataset $(EDATASET) --config $(EMODEL) --run aux_with_s$$s \
+	    $(AUX) --envelope-loss-weight $(AUX_WEIGHT) --seed $$s $(DEMO_THREADS); \
+	done; \
+	step $(PY) scripts/10_evaluate_envelopes.py --dataset $(EDATASET) --config $(EMODEL) \
+	  --run impacts_envelope \
+	  --classifier-runs $(foreach s,$(AUX_SEEDS),aux_without_s$(s)) \
+	  --aux-classifier-runs $(foreach s,$(AUX_SEEDS),aux_with_s$(s)); \
+	echo "make envelope: $$(( $$(date +%s) - start )) s"
+
+clean-envelope:
+	rm -rf data/$(EDATASET) file_lists/$(EDATASET) npy_files/$(EDATASET) runs/$(EDATASET)
 
 clean-demo:
 	rm -rf data/$(DATASET) file_lists/$(DATASET) datalists/$(DATASET) npy_files/$(DATASET) \

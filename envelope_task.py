@@ -272,7 +272,8 @@ def build_envelope(cfg, env, paths):
     try:
         model = network.build(cfg.model, n_classes=len(classes), input_dim=dim,
                               backbone=cfg.envelope_backbone, pool=cfg.envelope_pool,
-                              weights=weights, frame_pixels=paths.frame_settings.size_pixels)
+                              weights=weights, frame_pixels=paths.frame_settings.size_pixels,
+                              hidden=cfg.envelope_hidden)
     except ValueError as e:
         sys.exit(f"error: {e}")
     note = train.start_model(model, cfg, env, None)

@@ -82,7 +82,7 @@ TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               # the envelope model (envelope_task.py)
               "ENVELOPE_ROOT", "ENVELOPE_SIGMA_SECONDS", "ENVELOPE_SILENT_FLOOR",
               "ENVELOPE_FEATURES_RUN", "ENVELOPE_LOSS_WEIGHT", "CLASS_LOSS_WEIGHT",
-              "ENVELOPE_BACKBONE", "ENVELOPE_POOL"]
+              "ENVELOPE_BACKBONE", "ENVELOPE_POOL", "ENVELOPE_HIDDEN"]
 
 
 # ---------------------------------------------------------------- environment

@@ -14,7 +14,8 @@ POOL: "mean" (spatial average per frame: [512]) or "flatten" (the seed's 512 x h
 frame: 512 x 7 x 7 at 112 px; video ResNets only).
 The LSTM runs forward in time, so padding after a clip never reaches its frames.
 Returns {"envelope" [B, T] (logits, before the sigmoid), "logits" [B, n_classes] (from the
-mean of the LSTM's outputs over real frames), "embedding" [B, 512] (that mean)}.
+mean of the LSTM's outputs over real frames), "embedding" [B, hidden] (that mean)}. ``hidden``: 512 (the seed's) unless ENVELOPE_HIDDEN says
+otherwise.
 """
 import torch
 import torch.nn as nn
@@ -63,7 +64,7 @@ class EnvelopeLSTM(nn.Module):
     HEAD = ("fc_envelope", "fc_logits")
 
     def __init__(self, n_classes, input_dim=0, backbone="features", pool="mean",
-                 weights="none", frame_pixels=112):
+                 weights="none", frame_pixels=112, hidden=HIDDEN):
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"ENVELOPE_POOL must be one of {POOLS}, got {pool!r}")
@@ -85,10 +86,10 @@ class EnvelopeLSTM(nn.Module):
         else:
             raise ValueError(f"ENVELOPE_BACKBONE must be features, {', '.join(VIDEO_RESNETS)} "
                              f"or a tv_* model, got {backbone!r}")
-        self.lstm = nn.LSTM(dim, HIDDEN, num_layers=2, batch_first=True)
-        self.fc_envelope = nn.Sequential(nn.Linear(HIDDEN, 256), nn.ReLU(), nn.Linear(256, 64),
+        self.lstm = nn.LSTM(dim, hidden, num_layers=2, batch_first=True)
+        self.fc_envelope = nn.Sequential(nn.Linear(hidden, 256), nn.ReLU(), nn.Linear(256, 64),
                                          nn.ReLU(), nn.Linear(64, 1))
-        self.fc_logits = nn.Linear(HIDDEN, n_classes)
+        self.fc_logits = nn.Linear(hidden, n_classes)
 
     def features(self, x):
         """x (module docstring) -> (per-frame features [B, T, dim], validity [B, T])."""

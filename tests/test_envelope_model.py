@@ -65,3 +65,57 @@ def test_unknown_backbone_and_pool_are_refused():
         _model(backbone="i3d")
     with pytest.raises(ValueError, match="ENVELOPE_POOL"):
         _model(input_dim=4, pool="max")
+
+
+def _toy_tree(root, rng, n_train=40, n_val=12, frames=20):
+    """What steps 01, 08 (frames.json's settings), 09 and a --per-frame visual run leave, for
+    a toy task: feature 0 of a frame is 1 at a contact (plus noise), the envelope is 1 there."""
+    import json
+    import datafiles
+    import frames as frames_mod
+    settings = frames_mod.FrameSettings("native", 32, 3)
+    env_dir = root / "d" / "t" / "envelopes" / "32px_nativefps_sigma4.54ms"
+    lists, feat = root / "file_lists" / "t", root / "npy_files" / "t" / "feat"
+    datafiles.write_lines(lists / "classes.txt", ["a", "b"])
+    datafiles.write_text(env_dir / "envelopes.json", json.dumps({"frames": settings.to_dict()}))
+    for split, n in (("train", n_train), ("val", n_val)):
+        ids = [f"{split}/{'ab'[k % 2]}/c{k}" for k in range(n)]
+        datafiles.write_lines(lists / f"{split}_videos.txt", [f"{i}\t{k % 2}"
+                                                              for k, i in enumerate(ids)])
+        datafiles.write_lines(lists / f"{split}_32px_nativefps_sigma4.54ms_envelopes.txt", ids)
+        pooled, track, times = [], [], []
+        for k, i in enumerate(ids):
+            t = frames - 4 * (k % 3)                         # clips of 12, 16 and 20 frames
+            env = np.full(t, 0.05, np.float32)
+            hits = rng.choice(np.arange(2, t - 2), 2, replace=False)
+            env[hits] = 1.0
+            datafiles.save_npy(env_dir / (i + ".npy"), env)
+            f = rng.standard_normal((t, 3)).astype(np.float32) * 0.1
+            f[:, 0] += env
+            pooled.append(f)
+            track += [k] * t
+            times.append(np.arange(t) / 12)
+        datafiles.save_npy(feat / f"{split}_frame_pooled.npy", np.concatenate(pooled))
+        datafiles.save_npy(feat / f"{split}_patch_track.npy", np.asarray(track, np.int64))
+        datafiles.save_npy(feat / f"{split}_frame_times.npy", np.concatenate(times))
+        datafiles.write_lines(feat / f"{split}_ids.txt", ids)
+
+
+def test_the_shared_loop_learns_a_toy_envelope_and_step_10_scores_it(tmp_path):
+    import json
+    import train
+    from conftest import load_script
+    _toy_tree(tmp_path, np.random.default_rng(0))
+    common = ["--dataset", "t", "--data-root", str(tmp_path / "d"), "--output-root",
+              str(tmp_path), "--frames-per-second", "native", "--frame-size-pixels", "32"]
+    train.main(common + ["--model", "envelope_lstm", "--envelope-features-run", "feat",
+                         "--run", "env", "--epochs", "14", "--batch-size", "4",
+                         "--envelope-hidden", "32", "--learning-rate", "0.003", "--no-channels-last", "--torch-threads",
+                         "2", "--eval-splits", "val"])
+    load_script("10_evaluate_envelopes").main(common + ["--run", "env",
+                                                        "--bootstrap-samples", "200"])
+    report = json.loads((tmp_path / "npy_files" / "t" / "envelope" / "report.json").read_text())
+    model, const = report["methods"]["model"], report["methods"]["constant (training mean)"]
+    assert model["mean_r"] > 0.8 and model["onset_f1"] > 0.8 and const["onset_f1"] == 0.0
+    assert report["model_minus_best_baseline"]["onset_f1"]["low"] > 0
+    assert (tmp_path / "npy_files" / "t" / "envelope" / "plots" / "rating_good.png").exists()
