@@ -154,7 +154,7 @@ ENVELOPE_LOSS_WEIGHT = 1.0       # envelope_lstm: weight of the masked BCE again
 ENVELOPE_BACKBONE = "features"  # features (the frozen per-frame features of that run) | r3d_18 |
                                  # r2plus1d_18 (torchvision video ResNets, temporal stride removed,
                                  # on step 08's frames; for GPUs) | a tv_* model (fine-tuned per frame)
-ENVELOPE_HIDDEN = 512            # envelope_lstm: the LSTM's width (the seed's 512; the CPU demo 128)
+ENVELOPE_HIDDEN = 512            # envelope_lstm: the LSTM's width (the seed's 512; the demo's 32)
 ENVELOPE_POOL = "mean"           # video ResNets: mean (spatial average per frame) | flatten (the
                                  # seed's 512 x 7 x 7 per frame at 112 px)
 CLASS_LOSS_WEIGHT = 0.0          # envelope_lstm: weight of the clip's classification loss (the

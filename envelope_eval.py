@@ -3,8 +3,9 @@
 Peaks (``pick_peaks``, the one picker for predicted and true envelopes alike): local maxima of
 the per-frame envelope at least PEAK_HEIGHT high with a prominence (scipy.signal's: how far a
 peak stands above the higher of the two lowest points that separate it from higher ground) of
-at least PEAK_PROMINENCE, at least 2 frames apart; the envelope is padded with a 0 at each end
-so that a peak on the first or last frame counts.
+at least PEAK_PROMINENCE, at least 2 frames apart; the envelope is padded at each end with
+its own minimum, so that a peak on the first or last frame counts, while a flat or sloping
+envelope has none.
 
 Onsets (``match``): predicted and true peaks matched one to one within +-tolerance frames, the
 largest such matching (mir_eval's onset evaluation does the same with a time window);
@@ -32,8 +33,9 @@ def pick_peaks(y, height, prominence):
     y = np.asarray(y, np.float64)
     if not y.size:
         return np.zeros(0, np.int64)
-    idx, _ = find_peaks(np.concatenate([[0.0], y, [0.0]]), height=height,
-                        prominence=prominence, distance=2)
+    low = [y.min()]
+    idx, _ = find_peaks(np.concatenate([low, y, low]), height=height, prominence=prominence,
+                        distance=2)
     return (idx - 1).astype(np.int64)
 
 

@@ -276,6 +276,10 @@ def build_envelope(cfg, env, paths):
                               hidden=cfg.envelope_hidden)
     except ValueError as e:
         sys.exit(f"error: {e}")
+    if features and train_all.feats:
+        frames_ = np.concatenate([train_all.feats[r] for r in fit_rows])
+        model.feature_mean.copy_(torch.from_numpy(frames_.mean(0)))
+        model.feature_std.copy_(torch.from_numpy(frames_.std(0) + 1e-3))
     note = train.start_model(model, cfg, env, None)
     loader, sampler = train.make_loader(train_set, cfg, env)
     meta = train.run_meta(cfg, classes, model, "envelope", frames=paths.frame_settings.to_dict(),

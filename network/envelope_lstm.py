@@ -86,6 +86,10 @@ class EnvelopeLSTM(nn.Module):
         else:
             raise ValueError(f"ENVELOPE_BACKBONE must be features, {', '.join(VIDEO_RESNETS)} "
                              f"or a tv_* model, got {backbone!r}")
+        # features: standardised by the training frames' mean and std (set by envelope_task,
+        # saved with the weights); an LSTM fed raw activations barely trains
+        self.register_buffer("feature_mean", torch.zeros(dim if self.body is None else 0))
+        self.register_buffer("feature_std", torch.ones(dim if self.body is None else 0))
         self.lstm = nn.LSTM(dim, hidden, num_layers=2, batch_first=True)
         self.fc_envelope = nn.Sequential(nn.Linear(hidden, 256), nn.ReLU(), nn.Linear(256, 64),
                                          nn.ReLU(), nn.Linear(64, 1))
@@ -94,7 +98,13 @@ class EnvelopeLSTM(nn.Module):
     def features(self, x):
         """x (module docstring) -> (per-frame features [B, T, dim], validity [B, T])."""
         if self.body is None:
-            return x[..., :-1].float(), x[..., -1].float()
+            valid = x[..., -1].float()
+            w = valid[..., None]
+            feats = (x[..., :-1].float() - self.feature_mean) / self.feature_std
+            # minus the clip's own mean over its real frames: what stays is what changes
+            # within the clip (scene and colours, ~90 % of the demo's feature variance, go)
+            feats = feats - (feats * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1)
+            return feats * w, valid
         valid = x[:, :, 3, 0, 0].float()
         frames = x[:, :, :3].float()
         if isinstance(self.body, _Frames2D):

@@ -74,6 +74,12 @@ def test_frame_edges_tile_a_variable_frame_rate():
         envelope.frame_edges([0.0, 0.2, 0.1])
 
 
+def test_peaks_at_the_ends_count_but_a_flat_sloping_envelope_has_none():
+    assert ev.pick_peaks(np.linspace(0.49, 0.47, 30), 0.3, 0.2).tolist() == []
+    assert ev.pick_peaks([1.0, 0.2, 0.1, 0.1], 0.3, 0.2).tolist() == [0]
+    assert ev.pick_peaks([0.1, 0.1, 0.2, 1.0], 0.3, 0.2).tolist() == [3]
+
+
 def test_match_is_one_to_one_within_tolerance():
     assert ev.match([10, 11], [10], 1) == 1              # two predictions, one true peak
     assert ev.match([10, 12], [11, 13], 1) == 2          # needs the best assignment
