@@ -76,7 +76,7 @@ envelope: venv
 	export $(DEMO_CPU); \
 	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
 	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }; \
-	step $(PY) scripts/00_make_demo_dataset.py --kind impacts --dataset $(EDATASET) \
+	step $(PY) scripts/00_make_demo_dataset.py --dataset-kind impacts --dataset $(EDATASET) \
 	  --videos-per-class 30; \
 	step $(PY) scripts/01_make_file_lists.py --dataset $(EDATASET); \
 	step $(PY) scripts/08_extract_frames.py --dataset $(EDATASET) --config $(EFRAMES) \

@@ -1,5 +1,5 @@
-"""The impacts demo (step 00 ``--kind impacts``): objects that hit, are dropped onto, thrown
-against, collide with and bounce off things, with a short impact sound at each contact.
+"""The impacts demo (step 00 ``--dataset-kind impacts``): objects that hit, are dropped onto,
+thrown against, collide with and bounce off things, with a short impact sound at each contact.
 
 A clip is a list of *contacts* (time, speed) and a class that says how the object moves
 between them; the picture and the sound are both made from that list, so the manifest of

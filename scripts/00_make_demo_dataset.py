@@ -31,7 +31,7 @@ No class of val holds more than one special file (with >= 4 classes).
 Files are written as <name>.mp4.partial and renamed when complete; a rerun skips files that
 exist, and refuses a video root made with other settings (see the manifest).
 
---kind impacts (use another --dataset, e.g. impacts) makes the impacts demo instead
+--dataset-kind impacts (use another --dataset, e.g. impacts) makes the impacts demo instead
 (impacts.py): 6 classes of objects that hit, are dropped onto, thrown against, collide with,
 bounce off and are pushed into things, 64 px at 12 fps, 3-4 s, 44.1 kHz mono AAC, an impact
 sound at each contact (loudness following the speed) over background noise, with the seed's
@@ -502,7 +502,7 @@ def impact_jobs(cfg, video_root):
 
 
 def main_impacts(cfg):
-    """Step 00 --kind impacts: the videos and impacts_manifest.json."""
+    """Step 00 --dataset-kind impacts: the videos and impacts_manifest.json."""
     video_root = datafiles.Paths(cfg).video_root
     if cfg.clip_seconds == [3.0, 6.0]:             # the demo's default: impacts' own instead
         cfg.seconds_range = impacts.CLIP_SECONDS
@@ -520,7 +520,7 @@ def main_impacts(cfg):
         raise SystemExit(f"error: {path} was made with other settings; delete {video_root} "
                          "or choose another --video-root")
     datafiles.write_text(path, json.dumps(dict(generator="scripts/00_make_demo_dataset.py "
-                                                         "--kind impacts",
+                                                         "--dataset-kind impacts",
                                                settings=settings, videos=rows), indent=1) + "\n")
     start, made = time.perf_counter(), 0
     bar = cli.progress(total=len(work), desc="[00] impact videos", unit="file")
@@ -597,7 +597,7 @@ def main(argv=None):
     parser.add_argument("--picture-cue-separation", type=float, default=PICTURE_CUE_SEPARATION,
                         help="0-1: the same for the secondary picture cue "
                         f"(default {PICTURE_CUE_SEPARATION})")
-    parser.add_argument("--kind", choices=["demo", "impacts"], default="demo",
+    parser.add_argument("--dataset-kind", choices=["demo", "impacts"], default="demo",
                         help="demo (default: the fusion demo) | impacts (the envelope demo, "
                         "impacts.py; give it its own --dataset)")
     cfg = cli.parse(parser, argv)
@@ -607,7 +607,7 @@ def main(argv=None):
     cfg.seconds_range = (min(cfg.clip_seconds), max(cfg.clip_seconds))
     if cfg.videos_per_class < 1:
         parser.error(f"--videos-per-class must be >= 1, got {cfg.videos_per_class}")
-    if cfg.kind == "impacts":
+    if cfg.dataset_kind == "impacts":
         return main_impacts(cfg)
     separations = (cfg.audio_cue_separation, cfg.picture_cue_separation)
     if not all(0.0 <= s <= 1.0 for s in separations):

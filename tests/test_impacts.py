@@ -46,7 +46,7 @@ def test_sounds_follow_the_plan():
 
 
 def test_step00_impacts_kind_writes_videos_and_the_events_manifest(tmp_path):
-    step00.main(["--kind", "impacts", "--dataset", "imp", "--data-root", str(tmp_path),
+    step00.main(["--dataset-kind", "impacts", "--dataset", "imp", "--data-root", str(tmp_path),
                  "--videos-per-class", "1", "--workers", "2"])
     root = tmp_path / "imp" / "videos"
     manifest = json.loads((root / "impacts_manifest.json").read_text())
@@ -57,6 +57,6 @@ def test_step00_impacts_kind_writes_videos_and_the_events_manifest(tmp_path):
         assert sum(e["kind"] != "click" for e in v["events"]) >= 1
     first = (root / (manifest["videos"][0]["id"] + ".mp4")).read_bytes()
     (root / (manifest["videos"][0]["id"] + ".mp4")).unlink()
-    step00.main(["--kind", "impacts", "--dataset", "imp", "--data-root", str(tmp_path),
+    step00.main(["--dataset-kind", "impacts", "--dataset", "imp", "--data-root", str(tmp_path),
                  "--videos-per-class", "1", "--workers", "1"])
     assert (root / (manifest["videos"][0]["id"] + ".mp4")).read_bytes() == first
