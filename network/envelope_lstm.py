@@ -14,8 +14,10 @@ POOL: "mean" (spatial average per frame: [512]) or "flatten" (the seed's 512 x h
 frame: 512 x 7 x 7 at 112 px; video ResNets only).
 The LSTM runs forward in time, so padding after a clip never reaches its frames.
 Returns {"envelope" [B, T] (logits, before the sigmoid), "logits" [B, n_classes] (from the
-mean of the LSTM's outputs over real frames), "embedding" [B, hidden] (that mean)}. ``hidden``: 512 (the seed's) unless ENVELOPE_HIDDEN says
-otherwise.
+mean of the LSTM's outputs over real frames), "embedding" [B, hidden] (that mean)}; hidden is
+512 (the seed's) unless ENVELOPE_HIDDEN says otherwise. Features (backbone "features") are
+standardised by the training frames' mean and std (buffers, set by envelope_task) and then
+centred per clip.
 """
 import torch
 import torch.nn as nn
