@@ -155,3 +155,24 @@ def test_step09_on_a_vfr_clip_a_stereo_clip_and_a_silent_clip(tree, tmp_path, ff
     x, rate = envelope.read_first_channel(tree / "val" / "a" / "vfr.mp4",
                                           media.ffmpeg_binary("imageio"))
     assert rate == 44100                              # the track's own rate, not 16 kHz
+
+
+def test_auxiliary_comparison_pairs_clips_by_id_not_by_row(tmp_path):
+    import datafiles
+    step10 = load_script("10_evaluate_envelopes")
+    ids = [f"val/a/c{k}" for k in range(10)]
+    labels = np.zeros(10, np.int64)
+
+    def run(name, correct, order):
+        scores = np.tile([0.0, 1.0], (10, 1))
+        scores[correct] = [1.0, 0.0]                 # class 0 = right
+        d = tmp_path / name
+        datafiles.save_npy(d / "val_scores.npy", scores[order])
+        datafiles.save_npy(d / "val_labels.npy", labels[order])
+        datafiles.write_lines(d / "val_ids.txt", [ids[k] for k in order])
+    run("without", [0, 1, 2, 3, 4], np.arange(10))
+    run("with", [0, 1, 2, 3, 4, 5, 6], np.random.default_rng(0).permutation(10))
+    a = step10.auxiliary(tmp_path, "val", ["without"], ["with"], 500, 0)
+    assert a["top1_without"] == 50 and a["top1_with"] == 70
+    assert a["difference"] == pytest.approx(20)
+    assert a["low"] >= 0 and a["high"] <= 40     # only clips 5 and 6 differ, both ways up
