@@ -163,7 +163,8 @@ class EnvelopeTask:
         datafiles.save_npy(out_dir / f"{split}_labels.npy", labels.astype(np.int64))
         datafiles.write_lines(out_dir / f"{split}_ids.txt", dataset.ids)
         top = np.argsort(-scores, 1)
-        return {"n": len(dataset.ids), "n_parts": int(offsets[-1]),
+        return {"n": len(dataset.ids), "n_parts": len(dataset.ids),     # train.py prints these
+                "n_frames": int(offsets[-1]),
                 "track_top1": float(100 * np.mean(top[:, 0] == labels)),
                 "track_top5": float(100 * np.mean((top[:, :5] == labels[:, None]).any(1))),
                 "bce": float(np.mean([envelope_eval.bce(p, t) for p, t in
