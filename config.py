@@ -42,6 +42,8 @@ FRONT_END = "vggish"             # preset: vggish = 16 kHz mono, 25/10 ms, 512-p
                                  # mel bands 125-7500 Hz, log(x + 0.01), 96-frame patches;
                                  # panns = 32 kHz, 1024/320 samples centred, power, 64 Slaney
                                  # mel bands 50-14000 Hz, dB, 1001-frame (10 s) patches
+                                 # dcase2021 = 32 kHz stereo, 80/14 ms, 4096-pt FFT, 128
+                                 # bands, 709-frame (10 s) patches (with DELTAS: 6 channels)
 FEATURE = "mel"                  # filterbank: mel | gam (gammatone) | cqt (constant-Q)
 DELTAS = False                   # add delta and delta-delta channels: [n, 3, bands, frames]
 SAMPLE_RATE_HZ = None            # wavs (step 02) and analysis (step 03), Hz
@@ -79,9 +81,11 @@ MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like
                                  # scratch), panns_cnn14, vggish, vggish_pca, torchvggish (published)
 EPOCHS = 12
 BATCH_SIZE = 64
-OPTIMIZER = "adamw"              # adamw | sgd
+OPTIMIZER = "adamw"              # adamw | adam | sgd
 LEARNING_RATE = 2e-3
-WEIGHT_DECAY = 1e-2
+WEIGHT_DECAY = 1e-2              # the optimizer's own (adamw: decoupled; adam, sgd: coupled)
+L2_LAMBDA = 0.0                  # > 0 adds L2_LAMBDA / 2 x the sum of squared trainable
+                                 # weights to the loss (the two-phase paper's eq. 4, with adam)
 MOMENTUM = 0.9                   # sgd only
 SCHEDULE = "cosine"              # cosine | step
 WARMUP_EPOCHS = 1.0
