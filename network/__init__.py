@@ -16,6 +16,7 @@ loads, FREEZE_BODY_EPOCHS freezes and BODY_LR_SCALE scales (``body_and_head``, `
 import importlib
 
 _MODULES = ["network.audio_cnn", "network.vggish", "network.panns", "network.resnet",
+            "network.residual_inception",
             "network.torchvision_models"]
 MODALITIES = ("audio", "visual")
 _REGISTRY = {}
