@@ -103,3 +103,27 @@ def topk_accuracy(scores, labels, k=1):
                          f"got {labels.shape}")
     keep = labels >= 0
     return topk_from_rank(true_class_rank(scores[keep], labels[keep]), k)
+
+
+def above_chance(scores, labels):
+    """Is top-1 accuracy above chance? A one-sided exact binomial test.
+
+    Chance is the best constant guess: the share of the most frequent true class among the
+    labelled rows (1 / n_classes when balanced). p = P(X >= n_correct) for X ~ Binomial(n,
+    chance), the probability that guessing does at least as well.
+
+    Args:
+      scores: [n, C]; labels: int [n] (< 0: unlabelled, ignored).
+    Returns:
+      {"n", "n_correct", "chance_top1" (percent), "binomial_p"}; p is NaN for no rows.
+    """
+    from scipy.stats import binom
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    keep = labels >= 0
+    n = int(keep.sum())
+    if n == 0:
+        return {"n": 0, "n_correct": 0, "chance_top1": float("nan"), "binomial_p": float("nan")}
+    correct = int((true_class_rank(scores[keep], labels[keep]) < 1).sum())
+    chance = float(np.bincount(labels[keep]).max() / n)
+    return {"n": n, "n_correct": correct, "chance_top1": 100.0 * chance,
+            "binomial_p": float(binom.sf(correct - 1, n, chance))}
