@@ -481,9 +481,11 @@ def make_optimizer(model, cfg):
 
 def l2_penalty(model, l2_lambda):
     """The L2 term of the two-phase paper's loss (eq. 4): l2_lambda / 2 x the sum of the
-    squares of every trainable parameter (a frozen body's are not trained, so not counted);
-    a float32 scalar tensor, 0 when l2_lambda is 0."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    squares of the trainable weights, the parameters WEIGHT_DECAY decays (ndim > 1: kernels
+    and matrices; biases and norms' scales are left alone, as Keras regularises kernels, and a
+    batch norm's scale of 1 would otherwise dominate the term; a frozen body's weights are
+    not trained, so not counted). -> a float32 scalar tensor, 0 when l2_lambda is 0."""
+    params = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     if not l2_lambda or not params:
         return torch.zeros((), device=params[0].device if params else "cpu")
     return 0.5 * l2_lambda * sum(p.float().pow(2).sum() for p in params)

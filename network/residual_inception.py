@@ -106,8 +106,7 @@ class ResidualInception(ResidualInceptionCNN):
 @register("residual_inception_slim")
 class ResidualInceptionSlim(ResidualInceptionCNN):
     """The same network, narrow (widths 32-128, stem pooled; 0.20 M weights for 8 classes):
-    the CPU demo's audio backbones
-    (recipes/two_phase_demo/)."""
+    the CPU demo's audio backbones (recipes/two_phase_demo/)."""
 
     def __init__(self, n_classes, in_channels=1, **kw):
         kw.setdefault("widths", (32, 64, 128))
