@@ -77,8 +77,9 @@ PROGRESS_LOG_INTERVAL_S = 30.0   # progress bars redraw this seldom when stderr 
 
 # ---------------------------------------------------------------- audio classifier (train.py)
 RUN = "cnn_mel"                  # run name: runs/<DATASET>/<RUN>/ and npy_files/<DATASET>/<RUN>/
-MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like_cnn, resnet18 (from
-                                 # scratch), panns_cnn14, vggish, vggish_pca, torchvggish (published)
+MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like_cnn, resnet18,
+                                 # residual_inception(_slim) (from scratch), panns_cnn14, vggish,
+                                 # vggish_pca, torchvggish (published)
 EPOCHS = 12
 BATCH_SIZE = 64
 OPTIMIZER = "adamw"              # adamw | adam | sgd
