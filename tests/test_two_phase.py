@@ -102,11 +102,11 @@ def test_l2_penalty_is_half_lambda_times_the_trainable_weights_squares():
             p.copy_(torch.arange(p.numel(), dtype=torch.float32).view_as(p) + i)
     weights = (model[0].weight, model[2].weight)                           # not biases, not BN
     by_hand = 0.5 * 0.01 * sum(float((w.detach() ** 2).sum()) for w in weights)
-    assert float(train.l2_penalty(model, 0.01)) == pytest.approx(by_hand, rel=1e-6)
+    assert float(train.l2_penalty(model, 0.01).detach()) == pytest.approx(by_hand, rel=1e-6)
     model[0].weight.requires_grad_(False)                                  # frozen: not counted
     by_hand -= 0.5 * 0.01 * float((model[0].weight.detach() ** 2).sum())
-    assert float(train.l2_penalty(model, 0.01)) == pytest.approx(by_hand, rel=1e-6)
-    assert float(train.l2_penalty(model, 0.0)) == 0.0
+    assert float(train.l2_penalty(model, 0.01).detach()) == pytest.approx(by_hand, rel=1e-6)
+    assert float(train.l2_penalty(model, 0.0).detach()) == 0.0
 
 
 class TinyLinear(torch.nn.Module):
