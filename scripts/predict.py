@@ -51,14 +51,7 @@ TOP_K = 5
 AUDIO_EXTENSIONS = [".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma"]
 
 
-def read_checkpoint(path):
-    """A train.py checkpoint as a dict (torch's weights_only loader)."""
-    try:
-        # torch.__version__ (a str subclass) is among the provenance train.py stores
-        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported alike
-        raise ValueError(f"{path}: cannot read as a train.py checkpoint ({e})") from None
+read_checkpoint = datafiles.read_checkpoint
 
 
 def scores_of(model, batches, device):
