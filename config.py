@@ -150,3 +150,6 @@ LEARNED_FUSION_BATCH_ROWS = 512  # rows per step; all rows (full batch) when few
 LEARNED_FUSION_LR = 0.03
 LEARNED_FUSION_L2 = 1e-2         # x squared distance of the parameters from their init
 LEARNED_FUSION_MIXUP_ALPHA = 0.0 # > 0: mixup of the inputs, Beta(alpha, alpha); 0 = off
+TWO_PHASE_ROWS = "same"          # step 12: same = every backbone must hold the same ids (else an
+                                 # error) | common = the ids all hold (the videos without sound,
+                                 # or without frames, are dropped, counted and listed)

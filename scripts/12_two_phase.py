@@ -13,6 +13,9 @@ Reads
                           the same set of ids with the same labels, C = the classes file's
                           count, and one embedding width d (else an error naming the source,
                           the file and the first differing id).
+                          With TWO_PHASE_ROWS common, the ids every source holds are kept
+                          (videos without sound or frames dropped; the report counts and
+                          lists them per source and split).
                           runs/<dataset>/<run>/best.pt (else last.pt): the backbone's model
                           name and classes (which must be classes.txt's). A visual slot whose
                           model is not tv_inception_v3 / tv_convnext_tiny is labelled
@@ -117,14 +120,17 @@ def resolve(paths, name, value):
             "stand_in": stand_in, "label": label}
 
 
-def load_split(sources, split, n_classes):
+def load_split(sources, split, n_classes, rows="same"):
     """Every source's contract of one split, rows aligned by id to the first source.
 
+    rows: "same" (every source must hold the same ids) or "common" (keep the ids all hold,
+    in the first source's order; the others are counted per source).
     Returns:
-      (ids, labels int64 [n], {name: {"scores", "logits", "embedding"}}).
-    Raises ValueError naming the source, file and first offending id on a different id set,
-    a different label for an id, a wrong class count or embedding width."""
-    ids, labels, first, out = None, None, None, {}
+      (ids, labels int64 [n], {name: {"scores", "logits", "embedding"}}, dropped: {name:
+       {"n", "examples"}} of ids that source held and the result lacks).
+    Raises ValueError naming the source, file and first offending id on a different id set
+    (rows "same"), a different label for an id, a wrong class count or embedding width."""
+    own = {}
     for name, src in sources.items():
         d = src["npy_dir"]
         ids_path = d / f"{split}_ids.txt"
@@ -136,35 +142,50 @@ def load_split(sources, split, n_classes):
         for what in ARRAYS:
             arrays[what], _ = datafiles.load_scores(d / f"{split}_{what}.npy", ids_path,
                                                     n_classes if what != "embedding" else None)
-        own_labels = np.load(d / f"{split}_labels.npy", allow_pickle=False)
-        if own_labels.shape != (len(these),):
-            raise ValueError(f"{d / f'{split}_labels.npy'}: {own_labels.shape[0]} labels, "
-                             f"{ids_path} has {len(these)} ids")
-        if ids is None:
-            ids, labels, first = these, own_labels.astype(np.int64), name
-            pos = np.arange(len(ids))
-        else:
-            pos = fusion.align_rows(these, ids)
+        y = np.load(d / f"{split}_labels.npy", allow_pickle=False)
+        if y.shape != (len(these),):
+            raise ValueError(f"{d / f'{split}_labels.npy'}: {y.shape} labels, {ids_path} has "
+                             f"{len(these)} ids")
+        own[name] = (these, y.astype(np.int64), arrays, ids_path)
+    names = list(own)
+    first = names[0]
+    if rows == "common":
+        held = set.intersection(*(set(own[k][0]) for k in names))
+        ids = [i for i in own[first][0] if i in held]
+    else:
+        ids = own[first][0]
+        for name in names[1:]:
+            these, ids_path = own[name][0], own[name][3]
+            missing = sorted(set(ids) - set(these))
             extra = sorted(set(these) - set(ids))
-            if (pos < 0).any() or extra:
-                missing = [i for i, p in zip(ids, pos) if p < 0]
+            if missing or extra:
                 raise ValueError(
                     f"{split}: {name} ({ids_path}) and {first} hold different ids: "
                     f"{len(missing)} of {first}'s missing (e.g. {missing[:SHOW_IDS]}), "
                     f"{len(extra)} extra (e.g. {extra[:SHOW_IDS]}); the backbones must be "
-                    f"scored on the same datalists")
-            differ = np.flatnonzero(own_labels[pos] != labels)
-            if len(differ):
-                r = int(differ[0])
-                raise ValueError(f"{split}: id {ids[r]!r} has label {own_labels[pos][r]} in "
-                                 f"{name} but {labels[r]} in {first} ({len(differ)} such ids)")
+                    f"scored on the same datalists, or set TWO_PHASE_ROWS common")
+    if not ids:
+        raise ValueError(f"{split}: no id is held by every source")
+    out, dropped, labels = {}, {}, None
+    for name in names:
+        these, y, arrays, _ = own[name]
+        pos = fusion.align_rows(these, ids)
+        gone = sorted(set(these) - set(ids))
+        dropped[name] = {"n": len(gone), "examples": gone[:SHOW_IDS]}
+        if labels is None:
+            labels = y[pos]
+        differ = np.flatnonzero(y[pos] != labels)
+        if len(differ):
+            r = int(differ[0])
+            raise ValueError(f"{split}: id {ids[r]!r} has label {y[pos][r]} in {name} but "
+                             f"{labels[r]} in {first} ({len(differ)} such ids)")
         out[name] = {k: v[pos] for k, v in arrays.items()}
     widths = {k: v["embedding"].shape[1] for k, v in out.items()}
     if len(set(widths.values())) != 1:
         raise ValueError(f"{split}: the embeddings differ in width {widths}; F1-F3 add them "
                          f"element-wise (the backbones' dense block is FC(1024))")
     labels = metrics.check_labels(labels, len(ids), n_classes)
-    return ids, labels, out
+    return ids, labels, out, dropped
 
 
 # ---------------------------------------------------------------- Phase II
@@ -247,6 +268,10 @@ def markdown(report, classes):
              f"{PROTOCOLS['a']}; protocol {PROTOCOLS['b']}, {report['settings']['fusion_folds']}"
              f" folds. Stand-in = a visual slot not holding the paper's model "
              f"({', '.join(PAPER_VISUAL_MODELS)}).", "",
+             f"Rows: TWO_PHASE_ROWS {report['rows']['policy']}; ids a backbone held that not "
+             f"all held (dropped): " + "; ".join(
+                 f"{split} " + ", ".join(f"{k} {v['n']}" for k, v in d.items())
+                 for split, d in report["rows"]["dropped"].items()) + ".", "",
              "Phase I backbones alone (evaluated split):", "",
              "| source | run | top-1 % | n | one-sided binomial p vs chance |",
              "|---|---|---:|---:|---:|"]
@@ -301,9 +326,9 @@ def run(cfg, sources, classes, out_dir):
         if s["classes"] is not None and list(s["classes"]) != list(classes):
             raise ValueError(f"{s['checkpoint']} ({s['name']}) was trained on classes "
                              f"{s['classes'][:SHOW_IDS]}..., not those of {cfg.classes_path}")
-    train = load_split(sources, cfg.train_split, n_classes)
-    evaluate = load_split(sources, cfg.eval_split, n_classes)
-    ids, labels, data = evaluate
+    train = load_split(sources, cfg.train_split, n_classes, cfg.two_phase_rows)
+    evaluate = load_split(sources, cfg.eval_split, n_classes, cfg.two_phase_rows)
+    ids, labels, data, _ = evaluate
     names = list(sources)
     fit = learned_fusion.FusionSettings.from_settings(cfg)
     folds = fusion.make_folds(labels, cfg.fusion_folds, cfg.seed)
@@ -373,6 +398,8 @@ def run(cfg, sources, classes, out_dir):
                 "learned_fusion": fit.to_dict()}
     report = {"dataset": cfg.dataset, "train_split": cfg.train_split,
               "eval_split": cfg.eval_split, "n_train": len(train[0]), "n_eval": len(ids),
+              "rows": {"policy": cfg.two_phase_rows,
+                       "dropped": {cfg.train_split: train[3], cfg.eval_split: evaluate[3]}},
               "n_classes": n_classes, "classes": classes, "sources": run_sources,
               "protocols": PROTOCOLS, "backbones": backbones, "table1": table1,
               "table2": table2,
@@ -407,6 +434,7 @@ def run(cfg, sources, classes, out_dir):
 
 def main(argv=None):
     parser = cli.parser(__doc__, ["FUSION_FOLDS", "FUSION_GRID_STEPS", "BOOTSTRAP_SAMPLES",
+                                  "TWO_PHASE_ROWS",
                                   *learned_fusion.SETTINGS_KEYS])
     parser.add_argument("--sources", nargs="+", required=True, metavar="NAME=RUN")
     parser.add_argument("--classes", type=Path, default=None, metavar="FILE")

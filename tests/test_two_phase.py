@@ -59,7 +59,7 @@ def contracts(tmp_path):
 
 
 def argv(root, sources=SOURCES):
-    return ["--dataset", "t", "--output-root", str(root), "--learned-fusion-steps", "40",
+    return ["--dataset", "t", "--output-root", str(root), "--learned-fusion-steps", "25",
             "--learned-fusion-mixup-alpha", "0.2", "--bootstrap-samples", "200",
             "--sources", *[f"{k}={v}" for k, v in sources.items()]]
 
@@ -113,6 +113,12 @@ def test_12_refuses_other_ids_other_labels_and_bad_names(contracts):
     with pytest.raises(ValueError, match=r"val: vis_inc .* hold different ids: 1 of "
                                          r"aud_mel's missing"):
         step12.main(argv(contracts))
+    # TWO_PHASE_ROWS common: the ids all hold, the others counted per source
+    report = step12.main(argv(contracts) + ["--two-phase-rows", "common",
+                                            "--learned-fusion-steps", "2"])
+    assert report["n_eval"] == 79 and report["rows"]["dropped"]["val"]["vis_inc"] == {
+        "n": 1, "examples": ["val/other"]}
+    assert report["rows"]["dropped"]["val"]["aud_mel"]["n"] == 1
     datafiles.write_lines(npy / "val_ids.txt", ids)
     labels = np.load(npy / "val_labels.npy")
     labels[3] = (labels[3] + 1) % N_CLASSES
