@@ -129,7 +129,7 @@ def load_split(sources, split, n_classes, rows="same"):
       (ids, labels int64 [n], {name: {"scores", "logits", "embedding"}}, dropped: {name:
        {"n", "examples"}} of ids that source held and the result lacks).
     Raises ValueError naming the source, file and first offending id on a different id set
-    (rows "same"), a different label for an id, a wrong class count or embedding width."""
+    (rows "same"), a different label for an id, or a wrong class count."""
     own = {}
     for name, src in sources.items():
         d = src["npy_dir"]
@@ -180,10 +180,6 @@ def load_split(sources, split, n_classes, rows="same"):
             raise ValueError(f"{split}: id {ids[r]!r} has label {y[pos][r]} in {name} but "
                              f"{labels[r]} in {first} ({len(differ)} such ids)")
         out[name] = {k: v[pos] for k, v in arrays.items()}
-    widths = {k: v["embedding"].shape[1] for k, v in out.items()}
-    if len(set(widths.values())) != 1:
-        raise ValueError(f"{split}: the embeddings differ in width {widths}; F1-F3 add them "
-                         f"element-wise (the backbones' dense block is FC(1024))")
     labels = metrics.check_labels(labels, len(ids), n_classes)
     return ids, labels, out, dropped
 
@@ -241,12 +237,25 @@ def table_one(table, classes, protocol):
     lines = [f"Table I, protocol {PROTOCOLS[protocol]}: top-1 % per class (n = that class's "
              f"rows of the evaluated split)", "", head,
              "|---|---:|" + "---:|" * len(table)]
-    first = next(iter(table.values()))
+    done = [t for t in table.values() if "skipped" not in t]
+    if not done:
+        return lines[:1] + ["", "all layers skipped"]
+    first = done[0]
+
+    def value(t, get):
+        return "skipped" if "skipped" in t else get(t)
     for c, name in enumerate(classes):
         lines.append(f"| {name} | {first['per_class'][c]['n']} | "
-                     + " | ".join(fmt(t["per_class"][c]) for t in table.values()) + " |")
+                     + " | ".join(value(t, lambda t: fmt(t["per_class"][c]))
+                                  for t in table.values()) + " |")
     lines.append(f"| **overall** | {first['overall']['n']} | "
-                 + " | ".join(f"**{fmt(t['overall'])}**" for t in table.values()) + " |")
+                 + " | ".join(value(t, lambda t: f"**{fmt(t['overall'])}**")
+                              for t in table.values()) + " |")
+    reasons = {}
+    for f, t in table.items():
+        if "skipped" in t:
+            reasons.setdefault(t["skipped"], []).append(f)
+    lines += [f"\n{', '.join(fs)}: {why}" for why, fs in reasons.items()]
     return lines
 
 
@@ -349,8 +358,15 @@ def run(cfg, sources, classes, out_dir):
 
     table1 = {"a": {}, "b": {}}
     models = {}
+    widths = {k: data[k]["embedding"].shape[1] for k in names}
     for f, layer_of in cli.progress(list(learned_fusion.PHASE2_LAYERS.items()),
                                     desc="12 phase II", unit="layer"):
+        if layer_of[0] == "embedding" and len(set(widths.values())) != 1:
+            why = (f"skipped: the embeddings differ in width {widths} and {f} adds them "
+                   f"element-wise (the paper's backbones all end in FC(1024))")
+            for p in PROTOCOLS:
+                table1[p][f] = {"skipped": why, "inputs": layer_of[0], "layer": layer_of[1]}
+            continue
         probs_a, model, record = protocol_a(train, evaluate, names, layer_of, n_classes, fit)
         probs_b = protocol_b(evaluate, names, layer_of, folds, n_classes, fit)
         models[f] = (model, record)
