@@ -321,7 +321,7 @@ def plot_per_class(path, series, classes, title):
     ax.set_ylabel("top-1 % (per class)")
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -393,6 +393,7 @@ def run(cfg, sources, classes, out_dir):
         cf = fusion.cross_fit(probs, labels, steps=cfg.fusion_grid_steps, folds=folds)
         table2[system] = {
             "sources": [sources[k]["label"] for k in members],
+            "stand_in": any(sources[k]["stand_in"] for k in members),
             "F4_a": cell(c_a, PROTOCOLS["a"]), "F4_b": cell(c_b, PROTOCOLS["b"]),
             "weighted_average": {**cell(hits(cf.probs), "cross-fitted on the evaluated "
                                         "split (simplex search of step 07)"),
@@ -431,7 +432,8 @@ def run(cfg, sources, classes, out_dir):
             "sources": run_sources, "dataset": cfg.dataset, "train_split": cfg.train_split,
             "git_commit": info["git_commit"]})
     datafiles.write_lines(out_dir / f"{cfg.eval_split}_two_phase_ids.txt", ids)
-    series = {f"{s} F4 (b)": table2[s]["per_class_F4_b"] for s in table2}
+    series = {f"{s} F4 (b)" + (" (stand-in)" if table2[s]["stand_in"] else ""):
+              table2[s]["per_class_F4_b"] for s in table2}
     series[f"best backbone {best}"] = per_class_cells(correct[(best, "single")], labels,
                                                       n_classes, "backbone alone")
     stand_ins = [k for k, s in sources.items() if s["stand_in"]]

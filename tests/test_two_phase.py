@@ -44,8 +44,7 @@ def write_run(root, run, name, splits, rng):
                run_dir / "best.pt")
 
 
-@pytest.fixture
-def contracts(tmp_path):
+def make_contracts(tmp_path):
     rng = np.random.default_rng(0)
     splits = {}
     for split, n in (("train", 80), ("val", 80)):
@@ -58,14 +57,26 @@ def contracts(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def contracts(tmp_path):
+    return make_contracts(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def phase2(tmp_path_factory):
+    """Step 12 run once on fresh contracts: (root, its report)."""
+    root = make_contracts(tmp_path_factory.mktemp("two_phase"))
+    return root, step12.main(argv(root))
+
+
 def argv(root, sources=SOURCES):
     return ["--dataset", "t", "--output-root", str(root), "--learned-fusion-steps", "25",
             "--learned-fusion-mixup-alpha", "0.2", "--bootstrap-samples", "200",
             "--sources", *[f"{k}={v}" for k, v in sources.items()]]
 
 
-def test_12_tables_protocols_stand_ins_and_saved_models(contracts):
-    report = step12.main(argv(contracts))
+def test_12_tables_protocols_stand_ins_and_saved_models(phase2):
+    contracts, report = phase2
     out = contracts / "npy_files" / "t" / "two_phase"
     saved = json.loads((out / "report.json").read_text())
     assert saved["F4_b_vs_best_backbone"] == report["F4_b_vs_best_backbone"]
@@ -127,3 +138,50 @@ def test_12_refuses_other_ids_other_labels_and_bad_names(contracts):
         step12.main(argv(contracts))
     with pytest.raises(SystemExit):
         step12.main(argv(contracts, {"mel": "tp_aud_mel"}))
+
+
+class StubBackbone:
+    """A backbone whose outputs for a file are its contract row for that file's id (so the
+    two-phase path of predict.py is tested without training: wiring, fusion, comparison)."""
+
+    def __init__(self, npy, classes, shift=0.0):
+        self.npy, self.classes, self.shift = npy, classes, shift
+        self.input_name = "stub"
+
+    def file_outputs(self, path, ffmpeg, timeout_s):
+        vid = "val/" + path.stem
+        row = datafiles.read_ids(self.npy / "val_ids.txt").index(vid)
+        out = {k: np.load(self.npy / f"val_{k}.npy")[row]
+               for k in ("scores", "logits", "embedding")}
+        if vid == "val/v007":
+            out["logits"][0] += self.shift           # class 0's logit only, one file
+        return out, {"seconds": 1.0, "n_patches": 2, "note": ""}
+
+
+def test_predict_scores_files_with_the_two_phase_system(phase2, monkeypatch):
+    contracts, _ = phase2
+    predict = load_script("predict")
+    out_dir = contracts / "npy_files" / "t" / "two_phase"
+    classes = [f"c{k}" for k in range(N_CLASSES)]
+    shifts = {"tp_aud_cqt": 0.5}                       # one backbone recomputes differently
+    monkeypatch.setattr(predict, "backbone", lambda path, device="cpu": StubBackbone(
+        contracts / "npy_files" / "t" / path.parent.name, classes,
+        shifts.get(path.parent.name, 0.0)))
+    video_root = contracts / "videos"
+    files = [video_root / "val" / f"v{k:03d}.mp4" for k in (3, 7)]
+    report = contracts / "pred.json"
+    assert predict.main(["--dataset", "t", "--output-root", str(contracts), "--video-root",
+                         str(video_root), str(out_dir / "phase2_F4.pt"), *map(str, files),
+                         "--compare-split", "val", "--out", str(report)]) == 0
+    got = json.loads(report.read_text())
+    assert got["phase2"]["phase2_layer"] == "F4" and len(got["files"]) == 2
+    ids = datafiles.read_ids(out_dir / "val_two_phase_ids.txt")
+    fused = np.load(out_dir / "val_F4_a_scores.npy")[ids.index("val/v003")]
+    assert got["files"][0]["top5"][0] == [classes[int(fused.argmax())],
+                                          round(float(fused.max()), 6)]
+    same, shifted = got["compared"]
+    assert same["id"] == "val/v003" and same["phase2_probs_max_abs_diff"] < 1e-6
+    assert same["max_abs_diff"]["aud_cqt"] == {"embedding": 0.0, "logits": 0.0, "scores": 0.0}
+    assert shifted["max_abs_diff"]["aud_cqt"]["logits"] == pytest.approx(0.5)
+    assert shifted["max_abs_diff"]["aud_mel"]["logits"] == 0.0
+    assert shifted["phase2_probs_max_abs_diff"] > 1e-4     # the shifted logit moved it
