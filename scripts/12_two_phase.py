@@ -52,6 +52,7 @@ Protocols (both reported, always labelled):
 Phase II never touches the backbones: it reads their saved outputs only.
 """
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -221,9 +222,15 @@ def per_class_cells(correct, labels, n_classes, protocol):
 
 
 def binomial_p(hits, n, chance):
-    """One-sided P(X >= hits) for X ~ Binomial(n, chance)."""
-    from scipy.stats import binomtest
-    return float(binomtest(int(hits), int(n), chance, alternative="greater").pvalue)
+    """One-sided exact P(X >= hits) for X ~ Binomial(n, chance), summed in log space."""
+    k = np.arange(int(hits), int(n) + 1)
+    if not len(k):
+        return 0.0
+    lg = np.vectorize(math.lgamma)
+    log_terms = (lg(n + 1) - lg(k + 1) - lg(n - k + 1) + k * math.log(chance)
+                 + (n - k) * math.log1p(-chance))
+    top = log_terms.max()
+    return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
 
 
 # ---------------------------------------------------------------- report

@@ -185,3 +185,9 @@ def test_predict_scores_files_with_the_two_phase_system(phase2, monkeypatch):
     assert shifted["max_abs_diff"]["aud_cqt"]["logits"] == pytest.approx(0.5)
     assert shifted["max_abs_diff"]["aud_mel"]["logits"] == 0.0
     assert shifted["phase2_probs_max_abs_diff"] > 1e-4     # the shifted logit moved it
+
+
+def test_binomial_tail_is_exact():
+    assert step12.binomial_p(5, 10, 0.5) == pytest.approx(638 / 1024, rel=1e-12)
+    assert step12.binomial_p(10, 10, 0.5) == pytest.approx(1 / 1024, rel=1e-12)
+    assert step12.binomial_p(0, 10, 0.3) == pytest.approx(1.0)
