@@ -23,8 +23,9 @@ upstream), stacked as ``[n, S, d]``. What enters the layer depends on the input'
                07 feeds when it has score files only (no embeddings, no logits).
 Initialisation: w_i = 1/S, u_i = 1/|group|, alpha = beta = 1/2, b = 0; when d == n_classes
 the dense layer starts as the identity (concat: [I/2, I/2]), so an untrained model on
-logits or scores predicts the normalised product of the sources' probabilities (square-
-rooted for two sources). Above FULL_DENSE_MAX_CLASSES classes with d == n_classes the dense
+logits or scores predicts the normalised weighted geometric mean of the sources'
+probabilities (sum: each source's to the power 1/S; grouped and concat: the audio and the
+visual group's geometric means, each to the power 1/2). Above FULL_DENSE_MAX_CLASSES classes with d == n_classes the dense
 layer keeps only same-class weights ("diagonal": a full C x C layer is slow on a CPU and
 overfits).
 
