@@ -5,7 +5,8 @@ Reads
   --sources NAME=RUN ...  the Phase I backbones (five in the paper: aud_mel aud_gam aud_cqt
                           vis_inc vis_conv). NAME starts with "aud_" (audio set A) or "vis_"
                           (visual set V); RUN is a run name under npy_files/<dataset>/ or a
-                          run's npy folder. Each holds train.py's output contract for
+                          run's npy folder (<root>/npy_files/<dataset>/<run>: its checkpoint
+                          is looked for in <root>/runs/<dataset>/<run>). Each holds train.py's output contract for
                           TRAIN_SPLIT and EVAL_SPLIT (train.py --eval-splits train val):
                           <split>_{scores,logits,embedding}.npy float32 [n, C] / [n, C] /
                           [n, d], <split>_labels.npy int64 [n], <split>_ids.txt. Rows are
@@ -104,9 +105,13 @@ def resolve(paths, name, value):
     given = Path(value)
     if given.is_dir():
         npy_dir, run = given, given.name
+        # <root>/npy_files/<dataset>/<run> -> <root>/runs/<dataset>/<run> (another checkout's)
+        g = given.resolve()
+        run_dir = (g.parents[2] / "runs" / g.parent.name / run
+                   if g.parent.parent.name == "npy_files" else paths.run_dir(run))
     else:
         npy_dir, run = paths.npy_dir(value), value
-    run_dir = paths.run_dir(run)
+        run_dir = paths.run_dir(run)
     ckpt_path = next((p for p in (run_dir / "best.pt", run_dir / "last.pt") if p.exists()),
                      None)
     model, classes = None, None
