@@ -1,0 +1,227 @@
+"""Audio training recipes on several development tasks: one table, means over tasks and seeds.
+
+A recipe (a YAML file of config.py keys, like recipes/esc10.yaml) is judged by its mean over
+the tasks and its spread over seeds, never by one task. Tasks (all trained from scratch by
+train.py, the LAST epoch's checkpoint scored unless the recipe says otherwise; a track's
+score is the mean of its patch softmax):
+
+  esc10      ESC-10 5-fold cross-validation: train on 4 folds (32 clips per class), score
+             the 5th; the task's accuracy is the mean over the 5 folds
+  esc10_low  ESC-10 low data: train on ONE fold (8 clips per class), score the other four
+             (320 clips); rotated over the 5 folds, mean over the rotations
+  demo       the built-in demo dataset's sound (scripts/00-04 with their defaults; made here
+             when data/demo is missing): train on train, score val (tracks with sound)
+
+Reads  ../shared/data/esc10 (meta.csv, audio/*.flac; --esc10-root), data/demo (made if absent)
+Writes data/esc10, file_lists/esc10 ... as scripts/bench_esc10.py (shared; low-data lists
+       train_l<k> / test_l<k> beside its train_f<k> / test_f<k>),
+       runs/<dataset>/<prefix>_<task>_<part>_s<seed>/ and npy_files/... of every train.py run,
+       npy_files/bench_recipes/<recipe name>.json   accuracies per task, part and seed,
+                                                    seconds per run, load, the recipe text
+
+  python scripts/bench_recipes.py --recipes recipes/esc10.yaml --seeds 0 1
+  python scripts/bench_recipes.py --recipes recipes/esc10.yaml recipes/new.yaml --tasks esc10_low
+  python scripts/bench_recipes.py --table npy_files/bench_recipes/*.json   # print, run nothing
+
+A finished (task, part, seed) run is reused when its recipe text and overrides are unchanged
+(recorded in the JSON), so an interrupted comparison resumes. Without ESC-10 the esc10 tasks
+are skipped with a message.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cli  # noqa: E402
+import datafiles  # noqa: E402
+import metrics  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ("esc10", "esc10_low", "demo")
+esc = cli.load_script("bench_esc10")
+
+
+def low_data_lists(paths, folds):
+    """file_lists train_l<k> (= fold k alone) and test_l<k> (= the other folds), ids sorted."""
+    splits = []
+    for k in folds:
+        for split, members in ((f"train_l{k}", [k]), (f"test_l{k}", [f for f in folds if f != k])):
+            rows, audio_ids = [], []
+            for f in members:
+                rows += datafiles.read_lines(paths.video_list(f"fold{f}"))
+                audio_ids += datafiles.read_ids(paths.audio_list(f"fold{f}"))
+            datafiles.write_lines(paths.video_list(split), sorted(rows))
+            datafiles.write_lines(paths.audio_list(split), sorted(audio_ids))
+            splits.append(split)
+    return splits
+
+
+def step(script, args):
+    return esc.run_step(script, args)
+
+
+def prepare_esc(esc_root, recipe, common):
+    """ESC-10 through steps 01-04 (bench_esc10.prepare) plus the low-data lists and datalists.
+    -> (Paths, folds)"""
+    paths, folds = esc.prepare(esc_root, ["--config", str(recipe), *common])
+    splits = low_data_lists(paths, folds)
+    step("04_make_datalists", ["--config", str(recipe), *common, "--dataset", esc.DATASET,
+                               "--splits", *splits])
+    return paths, folds
+
+
+def prepare_demo(recipe, common):
+    """The demo dataset's steps 00-04 (each skips what is done). -> Paths"""
+    args = ["--config", str(recipe), *common, "--dataset", "demo"]
+    for script in ("00_make_demo_dataset", "01_make_file_lists", "02_extract_audio",
+                   "03_make_audio_images", "04_make_datalists"):
+        # steps 00-01 take the demo's own settings (a recipe's SEED is the training seed)
+        argv = [sys.executable, str(REPO / "scripts" / f"{script}.py"),
+                *(args if script[:2] > "01" else args[2:])]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode not in (0, 3):      # 3: the demo's special files, listed on purpose
+            raise RuntimeError(f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}")
+    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), args)
+    return datafiles.Paths(cfg)
+
+
+def accuracy(paths, run, split):
+    """Track top-1 (percent) of a run's <split>_scores.npy, labels joined by id -> (acc, n)."""
+    npy = paths.npy_dir(run) / f"{split}_scores.npy"
+    scores, ids = datafiles.load_scores(npy, datafiles.ids_path_for(npy))
+    y = datafiles.labels_for(paths.video_list(split), ids)
+    return metrics.topk_accuracy(scores, y, 1), len(y)
+
+
+def parts(task, folds):
+    """(part name, dataset, train split, eval split) of a task."""
+    if task == "esc10":
+        return [(f"f{k}", esc.DATASET, f"train_f{k}", f"test_f{k}") for k in folds]
+    if task == "esc10_low":
+        return [(f"l{k}", esc.DATASET, f"train_l{k}", f"test_l{k}") for k in folds]
+    return [("val", "demo", "train", "val")]
+
+
+def run_recipe(recipe, tasks, seeds, args, overrides, common):
+    """Every (task, part, seed) of one recipe; -> the result dict (also written as JSON)."""
+    name = recipe.stem
+    out = REPO / (args.output_root or "") / "npy_files" / "bench_recipes" / f"{name}.json"
+    text = recipe.read_text(encoding="utf-8")
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    reuse = old.get("recipe_text") == text and old.get("overrides") == overrides
+    result = {"recipe": str(recipe), "recipe_text": text, "overrides": overrides,
+              "runs": old.get("runs", {}) if reuse else {}, "cpu_count": os.cpu_count(),
+              "torch_threads": args.torch_threads, **datafiles.provenance()}
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    prepared = {}
+    for task in tasks:
+        if task.startswith("esc10"):
+            if not (args.esc10_root / "meta.csv").is_file():
+                print(f"[recipes] {task}: skipped, no ESC-10 at {args.esc10_root}")
+                continue
+            if "esc" not in prepared:
+                prepared["esc"] = prepare_esc(args.esc10_root, recipe, common)
+            paths, folds = prepared["esc"]
+        else:
+            if "demo" not in prepared:
+                prepared["demo"] = prepare_demo(recipe, common)
+            paths, folds = prepared["demo"], []
+        for seed in seeds:
+            for part, dataset, train_split, eval_split in parts(task, folds):
+                key = f"{task}/{part}/s{seed}"
+                if key in result["runs"]:
+                    continue
+                run = f"{args.run_prefix}_{name}_{task}_{part}_s{seed}"
+                t = time.perf_counter()
+                argv = [sys.executable, str(REPO / "train.py"), "--config", str(recipe),
+                        *common, "--dataset", dataset, "--train-split", train_split,
+                        "--eval-split", eval_split, "--run", run, "--seed", str(seed),
+                        "--torch-threads", str(args.torch_threads), *overrides]
+                proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"train.py exited {proc.returncode} ({key}):\n"
+                                       f"{proc.stdout[-3000:]}")
+                acc, n = accuracy(paths, run, eval_split)
+                result["runs"][key] = {"accuracy": acc, "n": n,
+                                       "seconds": time.perf_counter() - t,
+                                       "load": os.getloadavg()[0]}
+                print(f"[recipes] {name} {key}: {acc:.1f} % of {n} "
+                      f"({result['runs'][key]['seconds']:.0f} s, load "
+                      f"{result['runs'][key]['load']:.1f})", flush=True)
+                datafiles.write_text(out, json.dumps(result, indent=1) + "\n")
+    datafiles.write_text(out, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def summarise(result):
+    """{task: (mean over seeds of the task's mean over parts, spread = max - min over seeds,
+    n seeds, seconds)} and the mean over tasks of the task means."""
+    by = {}
+    for key, r in result["runs"].items():
+        task, _, seed = key.split("/")
+        by.setdefault(task, {}).setdefault(seed, []).append(r)
+    rows = {}
+    for task in TASKS:
+        if task not in by:
+            continue
+        per_seed = [float(np.mean([r["accuracy"] for r in rs])) for rs in by[task].values()]
+        secs = float(np.mean([r["seconds"] for rs in by[task].values() for r in rs]))
+        rows[task] = (float(np.mean(per_seed)), float(np.ptp(per_seed)), len(per_seed), secs)
+    overall = float(np.mean([v[0] for v in rows.values()])) if rows else float("nan")
+    return rows, overall
+
+
+def table(results):
+    tasks = [t for t in TASKS if any(t in summarise(r)[0] for r in results)]
+    head = "| recipe | " + " | ".join(tasks) + " | mean over tasks |"
+    lines = [head, "|" + "---|" * (len(tasks) + 2)]
+    for r in results:
+        rows, overall = summarise(r)
+        cells = [(f"{rows[t][0]:.1f} ± {rows[t][1] / 2:.1f} (n={rows[t][2]} seeds, "
+                  f"{rows[t][3]:.0f} s/run)" if t in rows else "-") for t in tasks]
+        lines.append(f"| {Path(r['recipe']).stem} | " + " | ".join(cells) + f" | {overall:.1f} |")
+    return "\n".join(lines) + ("\n(± is half the range over seeds; each task's value is the "
+                               "mean over its folds / rotations)")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", nargs="+", type=Path, default=[esc.DEFAULT_RECIPE],
+                   metavar="FILE.yaml")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--esc10-root", type=Path, default=esc.DEFAULT_ESC10_ROOT)
+    p.add_argument("--run-prefix", default="rb", help="train.py runs are "
+                   "<prefix>_<recipe>_<task>_<part>_s<seed>")
+    p.add_argument("--torch-threads", type=int, default=os.cpu_count())
+    p.add_argument("--data-root", type=str, default=None)
+    p.add_argument("--output-root", type=str, default=None)
+    p.add_argument("--workers", type=int, default=None, help="workers of steps 02-03")
+    p.add_argument("--table", nargs="+", type=Path, default=None, metavar="RESULT.json",
+                   help="print the table of earlier results and run nothing")
+    args, overrides = p.parse_known_args(argv)
+    if args.table:
+        print(table([json.loads(f.read_text()) for f in args.table]))
+        return 0
+    common = []
+    for flag, value in (("--data-root", args.data_root), ("--output-root", args.output_root),
+                        ("--workers", args.workers)):
+        if value is not None:
+            common += [flag, str(value)]
+    results = [run_recipe(r, args.tasks, args.seeds, args, overrides, common)
+               for r in args.recipes]
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
