@@ -366,7 +366,9 @@ def main(argv=None):
             r = {k: v for k, v in r.items() if not k.startswith("_")}
             results.append(r)
             parts = next(k for k in ("n_patches", "n_frames", "n_parts") if k in r)
-            print(f"{path}  ({r['seconds']:.1f} s, {r[parts]} {parts[2:]}"
+            count = (", ".join(f"{k} {v}" for k, v in r[parts].items())
+                     if isinstance(r[parts], dict) else r[parts])
+            print(f"{path}  ({r['seconds']:.1f} s, {count} {parts[2:]}"
                   + (f"; {r['note']}" if r["note"] else "") + ")")
             for name, p in r["top5"]:
                 print(f"  {p:7.3f}  {name}")
