@@ -55,6 +55,7 @@ CHOICES = {
     "SCHEDULE": ["cosine", "step"],
     "DEVICE": ["auto", "cpu", "cuda"],
     "EVAL_CHECKPOINT": ["best", "last"],
+    "TWO_PHASE_ROWS": ["same", "common"],
 }
 
 

@@ -146,3 +146,15 @@ VIDEO_NAME = "video"             # steps 06-07: video_classification_results/<da
 FUSION_FOLDS = 5                 # k-fold cross-fitting of the fusion weight on the evaluated split
 FUSION_GRID_STEPS = 101          # audio weights 0, 0.01, ..., 1
 BOOTSTRAP_SAMPLES = 2000
+
+# ---------------------------------------------------------------- learned fusion (Phase II)
+# The fusion layer + dense layer of learned_fusion.py, trained on frozen inputs: step 07 (score
+# sources) and step 12 (the two-phase system's Phase II on the backbones' embeddings / logits).
+LEARNED_FUSION_STEPS = 100       # Adam steps per fit (per fold when cross-fitted)
+LEARNED_FUSION_BATCH_ROWS = 512  # rows per step; all rows (full batch) when fewer
+LEARNED_FUSION_LR = 0.03
+LEARNED_FUSION_L2 = 1e-2         # x squared distance of the parameters from their init
+LEARNED_FUSION_MIXUP_ALPHA = 0.0 # > 0: mixup of the inputs, Beta(alpha, alpha); 0 = off
+TWO_PHASE_ROWS = "same"          # step 12: same = every backbone must hold the same ids (else an
+                                 # error) | common = the ids all hold (the videos without sound,
+                                 # or without frames, are dropped, counted and listed)
