@@ -23,8 +23,8 @@ Reads
                           "stand-in" in every output.
   --classes FILE          default file_lists/<dataset>/classes.txt
 Writes (--out DIR, default npy_files/<dataset>/two_phase/)
-  report.json, report.md  each backbone alone on EVAL_SPLIT (top-1, n, one-sided binomial p
-                          against chance); Table I: rows = classes (+ "overall"), columns
+  report.json, report.md  each backbone alone on EVAL_SPLIT (top-1, n, one-sided exact binomial p
+                          against chance = the most frequent class, metrics.above_chance); Table I: rows = classes (+ "overall"), columns
                           F1-F6 (learned_fusion.PHASE2_LAYERS: F1-F3 on the FC(1024)
                           embeddings, F4-F6 on the FC(n_classes) logits), once per protocol;
                           Table II: audio only (the A backbones), visual only (V),
@@ -53,7 +53,6 @@ Protocols (both reported, always labelled):
 Phase II never touches the backbones: it reads their saved outputs only.
 """
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -226,18 +225,6 @@ def per_class_cells(correct, labels, n_classes, protocol):
     return [cell(correct[labels == c], protocol) for c in range(n_classes)]
 
 
-def binomial_p(hits, n, chance):
-    """One-sided exact P(X >= hits) for X ~ Binomial(n, chance), summed in log space."""
-    k = np.arange(int(hits), int(n) + 1)
-    if not len(k):
-        return 0.0
-    lg = np.vectorize(math.lgamma)
-    log_terms = (lg(n + 1) - lg(k + 1) - lg(n - k + 1) + k * math.log(chance)
-                 + (n - k) * math.log1p(-chance))
-    top = log_terms.max()
-    return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
-
-
 # ---------------------------------------------------------------- report
 
 def fmt(c):
@@ -294,11 +281,11 @@ def markdown(report, classes):
                  f"{split} " + ", ".join(f"{k} {v['n']}" for k, v in d.items())
                  for split, d in report["rows"]["dropped"].items()) + ".", "",
              "Phase I backbones alone (evaluated split):", "",
-             "| source | run | top-1 % | n | one-sided binomial p vs chance |",
-             "|---|---|---:|---:|---:|"]
+             "| source | run | top-1 % | n | chance % | one-sided binomial p |",
+             "|---|---|---:|---:|---:|---:|"]
     for name, s in report["backbones"].items():
         lines.append(f"| {s['label']} | {s['run']} | {s['top1']:.2f} | {s['n']} | "
-                     f"{s['binomial_p']:.2g} |")
+                     f"{s['chance_top1']:.1f} | {s['binomial_p']:.2g} |")
     lines += [""]
     for p in PROTOCOLS:
         lines += table_one(report["table1"][p], classes, p) + [""]
@@ -365,8 +352,8 @@ def run(cfg, sources, classes, out_dir):
         backbones[k] = {**cell(correct[(k, "single")], "backbone alone"),
                         "label": sources[k]["label"], "run": sources[k]["run"],
                         "model": sources[k]["model"], "stand_in": sources[k]["stand_in"],
-                        "binomial_p": binomial_p(correct[(k, "single")].sum(), len(labels),
-                                                 1.0 / n_classes)}
+                        **{k2: v for k2, v in metrics.above_chance(probs, labels).items()
+                           if k2 in ("chance_top1", "binomial_p")}}
 
     table1 = {"a": {}, "b": {}}
     models = {}

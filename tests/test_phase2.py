@@ -188,6 +188,6 @@ def test_predict_scores_files_with_the_two_phase_system(phase2, monkeypatch):
 
 
 def test_binomial_tail_is_exact():
-    assert step12.binomial_p(5, 10, 0.5) == pytest.approx(638 / 1024, rel=1e-12)
-    assert step12.binomial_p(10, 10, 0.5) == pytest.approx(1 / 1024, rel=1e-12)
-    assert step12.binomial_p(0, 10, 0.3) == pytest.approx(1.0)
+    assert metrics.binomial_tail(5, 10, 0.5) == pytest.approx(638 / 1024, rel=1e-12)
+    assert metrics.binomial_tail(10, 10, 0.5) == pytest.approx(1 / 1024, rel=1e-12)
+    assert metrics.binomial_tail(0, 10, 0.3) == pytest.approx(1.0)
