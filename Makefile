@@ -38,6 +38,12 @@ TP_PHASE2 ?= 1
 TP_AUDIO := aud_mel aud_gam aud_cqt
 TP_VISUAL := vis_inc vis_conv
 
+# The start of a runbook recipe: the pinned kernels, stop at the first error, and `step CMD...`
+# that echoes CMD and its time in ms (and passes its exit status on).
+TIMED_STEPS := start=$$(date +%s); set -e; export $(DEMO_CPU); \
+	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
+	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }
+
 .PHONY: venv demo test clean-demo two-phase two-phase-phase1
 
 $(STAMP): requirements.txt
@@ -48,10 +54,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 demo: venv
-	@start=$$(date +%s); set -e; \
-	export $(DEMO_CPU); \
-	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
-	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }; \
+	@$(TIMED_STEPS); \
 	step $(PY) scripts/00_make_demo_dataset.py --dataset $(DATASET); \
 	step $(PY) scripts/01_make_file_lists.py --dataset $(DATASET); \
 	step $(PY) scripts/02_extract_audio.py --dataset $(DATASET) $(LISTED_FAILURES_OK); \
@@ -71,10 +74,7 @@ demo: venv
 	echo "make demo: $$(( $$(date +%s) - start )) s"
 
 two-phase: venv
-	@start=$$(date +%s); set -e; \
-	export $(DEMO_CPU); \
-	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
-	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }; \
+	@$(TIMED_STEPS); \
 	step $(PY) scripts/00_make_demo_dataset.py --dataset $(DATASET); \
 	step $(PY) scripts/01_make_file_lists.py --dataset $(DATASET); \
 	step $(PY) scripts/02_extract_audio.py --dataset $(DATASET) \
