@@ -26,7 +26,25 @@ DEMO_CPU := OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_IS
             MKL_CBWR=AVX2,STRICT
 DEMO_THREADS := --torch-threads 2
 
-.PHONY: venv demo test clean-demo envelope clean-envelope
+# make two-phase: the two-phase DCASE 2021 system (Pham et al.) on the demo dataset. Phase I
+# trains five backbones (recipes under TP_RECIPES, one per backbone; the visual slots hold
+# lighter stand-ins on the CPU demo), each scored on train and val; Phase II (scripts/
+# 12_two_phase.py) fuses their frozen embeddings. TP_PHASE2=0 (or make two-phase-phase1)
+# stops after Phase I. Steps 00-01 are make demo's (their outputs are reused); the dcase2021
+# front end and the 2 fps frames have folders of their own.
+TP_RECIPES ?= recipes/two_phase_demo
+TP_PHASE2_RECIPE ?= $(TP_RECIPES)/phase2.yaml
+TP_PHASE2 ?= 1
+TP_AUDIO := aud_mel aud_gam aud_cqt
+TP_VISUAL := vis_inc vis_conv
+
+# The start of a runbook recipe: the pinned kernels, stop at the first error, and `step CMD...`
+# that echoes CMD and its time in ms (and passes its exit status on).
+TIMED_STEPS := start=$$(date +%s); set -e; export $(DEMO_CPU); \
+	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
+	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }
+
+.PHONY: venv demo test clean-demo two-phase two-phase-phase1 envelope clean-envelope
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,10 +54,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 demo: venv
-	@start=$$(date +%s); set -e; \
-	export $(DEMO_CPU); \
-	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
-	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }; \
+	@$(TIMED_STEPS); \
 	step $(PY) scripts/00_make_demo_dataset.py --dataset $(DATASET); \
 	step $(PY) scripts/01_make_file_lists.py --dataset $(DATASET); \
 	step $(PY) scripts/02_extract_audio.py --dataset $(DATASET) $(LISTED_FAILURES_OK); \
@@ -58,6 +73,36 @@ demo: venv
 	  --scores audio=$(NPY)/$(SPLIT)_scores.npy video=$(VIDEO)/$(VIDEO_NAME)_$(SPLIT)_matched.npy; \
 	echo "make demo: $$(( $$(date +%s) - start )) s"
 
+two-phase: venv
+	@$(TIMED_STEPS); \
+	step $(PY) scripts/00_make_demo_dataset.py --dataset $(DATASET); \
+	step $(PY) scripts/01_make_file_lists.py --dataset $(DATASET); \
+	step $(PY) scripts/02_extract_audio.py --dataset $(DATASET) \
+	  --config $(TP_RECIPES)/aud_mel.yaml $(LISTED_FAILURES_OK); \
+	for b in $(TP_AUDIO); do \
+	  step $(PY) scripts/03_make_audio_images.py --dataset $(DATASET) \
+	    --config $(TP_RECIPES)/$$b.yaml $(LISTED_FAILURES_OK); \
+	  step $(PY) scripts/04_make_datalists.py --dataset $(DATASET) --config $(TP_RECIPES)/$$b.yaml; \
+	done; \
+	for b in $(TP_VISUAL); do \
+	  step $(PY) scripts/08_extract_frames.py --dataset $(DATASET) \
+	    --config $(TP_RECIPES)/$$b.yaml $(LISTED_FAILURES_OK); \
+	done; \
+	for b in $(TP_AUDIO) $(TP_VISUAL); do \
+	  step $(PY) train.py --dataset $(DATASET) --config $(TP_RECIPES)/$$b.yaml --run tp_$$b \
+	    --eval-splits train val $(DEMO_THREADS); \
+	  step $(PY) scripts/05_score_tracks.py --dataset $(DATASET) --run tp_$$b --eval-splits val; \
+	done; \
+	if [ "$(TP_PHASE2)" = 1 ]; then \
+	  step $(PY) scripts/12_two_phase.py --dataset $(DATASET) --config $(TP_PHASE2_RECIPE) \
+	    --sources aud_mel=tp_aud_mel aud_gam=tp_aud_gam aud_cqt=tp_aud_cqt \
+	    vis_inc=tp_vis_inc vis_conv=tp_vis_conv; \
+	fi; \
+	echo "make two-phase: $$(( $$(date +%s) - start )) s"
+
+two-phase-phase1:
+	$(MAKE) two-phase TP_PHASE2=0
+
 test: venv
 	$(PY) -m pytest -q tests
 
@@ -72,10 +117,7 @@ AUX_WEIGHT ?= 1.0
 AUX := --envelope-loss-weight 0 --class-loss-weight 1 --eval-checkpoint last --eval-splits val
 
 envelope: venv
-	@start=$$(date +%s); set -e; \
-	export $(DEMO_CPU); \
-	step() { local t0=$$(date +%s%N) rc=0; echo "== $$*"; "$$@" || rc=$$?; \
-	         echo "   ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"; return $$rc; }; \
+	@$(TIMED_STEPS); \
 	step $(PY) scripts/00_make_demo_dataset.py --dataset-kind impacts --dataset $(EDATASET) \
 	  --videos-per-class 30; \
 	step $(PY) scripts/01_make_file_lists.py --dataset $(EDATASET); \

@@ -7,7 +7,9 @@ today, ``vggish`` (the default), is VGGish's input: 16 kHz mono, 25 ms periodic-
 every 10 ms, 512-point FFT magnitudes, 64 HTK mel bands from 125 to 7500 Hz,
 ``log(mel + 0.01)``, patches of 96 frames (0.96 s) every 96 frames, an incomplete last patch
 dropped. The ``panns`` preset is PANNs' CNN14 input (32 kHz, 1024-sample window, hop 320,
-centred frames, power, 64 Slaney mel bands 50-14000 Hz, dB; 10 s patches). A preset fixes
+centred frames, power, 64 Slaney mel bands 50-14000 Hz, dB; 10 s patches). The ``dcase2021``
+preset is the two-phase DCASE 2021 system's (Pham et al.): 32 kHz stereo, 80 ms / 14 ms,
+128 bands, 10 s patches, meant with DELTAS (6 channels). A preset fixes
 the sample rate, the channel policy and the patch length as well as the analysis, so step 02
 (which writes the wavs) and step 03 (which analyses them) agree.
 
@@ -242,7 +244,22 @@ _PANNS = dict(_VGGISH, sample_rate_hz=32000, window_seconds=0.032, hop_seconds=0
               patch_frames=1001, patch_hop_frames=1000, spectrum="power", mel_scale="slaney",
               mel_norm="slaney", log_scale="db", log_floor=1e-10, centre_padding="reflect")
 
-PRESETS = {"vggish": _VGGISH, "panns": _PANNS}
+# The two-phase DCASE 2021 system (Pham et al., seeds/003): 32 kHz, two channels kept (a mono
+# track is duplicated by step 02 and noted "mono" by step 03), 128 bands, 80 ms window
+# (2560 samples), 14 ms hop (448), a 4096-point FFT (the power of two >= the window); MEL,
+# GAM and CQT, each with DELTAS (2 channels x static/delta/delta-delta = 6: the recipes set
+# DELTAS true). A patch is the paper's 10 s segment: 709 frames, the most whole windows in
+# 10 s (2560 + 708 x 448 = 319744 samples, 9.992 s); a shorter track is zero-padded to one
+# patch (SHORT_TRACK_POLICY) and noted. The paper gives no band edges: mel and gammatone span
+# 50-14000 Hz (PANNs' range), magnitude and log(x + 0.01) as VGGish (the cqt takes magnitudes).
+# CQT: 128 bins at 15 per octave from 40 Hz: centres 40 Hz .. 14.15 kHz, the top band's upper
+# edge 14.8 kHz < 16 kHz Nyquist (16 per octave from 32.7 Hz would stop at 8 kHz).
+_DCASE2021 = dict(_VGGISH, sample_rate_hz=32000, channels="stereo", window_seconds=0.080,
+                  hop_seconds=0.014, fft_length=4096, num_bands=128, band_min_hz=50.0,
+                  band_max_hz=14000.0, patch_frames=709, patch_hop_frames=709,
+                  cqt_min_hz=40.0, cqt_bins_per_octave=15)
+
+PRESETS = {"vggish": _VGGISH, "panns": _PANNS, "dcase2021": _DCASE2021}
 """Preset name -> FrontEnd fields but preset, feature, deltas and overrides (a field left out
 takes the FrontEnd default). Another preset is one more entry (tests add their own)."""
 

@@ -51,10 +51,11 @@ CHOICES = {
     "CENTRE_PADDING": list(audio.CENTRE_PADDINGS),
     "FEATURE_DTYPE": ["float16", "float32"],
     "SHORT_TRACK_POLICY": ["pad", "drop"],
-    "OPTIMIZER": ["adamw", "sgd"],
+    "OPTIMIZER": ["adamw", "adam", "sgd"],
     "SCHEDULE": ["cosine", "step"],
     "DEVICE": ["auto", "cpu", "cuda"],
     "EVAL_CHECKPOINT": ["best", "last"],
+    "TWO_PHASE_ROWS": ["same", "common"],
 }
 
 

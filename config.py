@@ -42,6 +42,8 @@ FRONT_END = "vggish"             # preset: vggish = 16 kHz mono, 25/10 ms, 512-p
                                  # mel bands 125-7500 Hz, log(x + 0.01), 96-frame patches;
                                  # panns = 32 kHz, 1024/320 samples centred, power, 64 Slaney
                                  # mel bands 50-14000 Hz, dB, 1001-frame (10 s) patches
+                                 # dcase2021 = 32 kHz stereo, 80/14 ms, 4096-pt FFT, 128
+                                 # bands, 709-frame (10 s) patches (with DELTAS: 6 channels)
 FEATURE = "mel"                  # filterbank: mel | gam (gammatone) | cqt (constant-Q)
 DELTAS = False                   # add delta and delta-delta channels: [n, 3, bands, frames]
 SAMPLE_RATE_HZ = None            # wavs (step 02) and analysis (step 03), Hz
@@ -75,13 +77,16 @@ PROGRESS_LOG_INTERVAL_S = 30.0   # progress bars redraw this seldom when stderr 
 
 # ---------------------------------------------------------------- audio classifier (train.py)
 RUN = "cnn_mel"                  # run name: runs/<DATASET>/<RUN>/ and npy_files/<DATASET>/<RUN>/
-MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like_cnn, resnet18 (from
-                                 # scratch), panns_cnn14, vggish, vggish_pca, torchvggish (published)
+MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like_cnn, resnet18,
+                                 # residual_inception(_slim) (from scratch), panns_cnn14, vggish,
+                                 # vggish_pca, torchvggish (published)
 EPOCHS = 12
 BATCH_SIZE = 64
-OPTIMIZER = "adamw"              # adamw | sgd
+OPTIMIZER = "adamw"              # adamw | adam | sgd
 LEARNING_RATE = 2e-3
-WEIGHT_DECAY = 1e-2
+WEIGHT_DECAY = 1e-2              # the optimizer's own (adamw: decoupled; adam, sgd: coupled)
+L2_LAMBDA = 0.0                  # > 0 adds L2_LAMBDA / 2 x the sum of squared trainable
+                                 # weights to the loss (the two-phase paper's eq. 4, with adam)
 MOMENTUM = 0.9                   # sgd only
 SCHEDULE = "cosine"              # cosine | step
 WARMUP_EPOCHS = 1.0
@@ -141,6 +146,18 @@ VIDEO_NAME = "video"             # steps 06-07: video_classification_results/<da
 FUSION_FOLDS = 5                 # k-fold cross-fitting of the fusion weight on the evaluated split
 FUSION_GRID_STEPS = 101          # audio weights 0, 0.01, ..., 1
 BOOTSTRAP_SAMPLES = 2000
+
+# ---------------------------------------------------------------- learned fusion (Phase II)
+# The fusion layer + dense layer of learned_fusion.py, trained on frozen inputs: step 07 (score
+# sources) and step 12 (the two-phase system's Phase II on the backbones' embeddings / logits).
+LEARNED_FUSION_STEPS = 100       # Adam steps per fit (per fold when cross-fitted)
+LEARNED_FUSION_BATCH_ROWS = 512  # rows per step; all rows (full batch) when fewer
+LEARNED_FUSION_LR = 0.03
+LEARNED_FUSION_L2 = 1e-2         # x squared distance of the parameters from their init
+LEARNED_FUSION_MIXUP_ALPHA = 0.0 # > 0: mixup of the inputs, Beta(alpha, alpha); 0 = off
+TWO_PHASE_ROWS = "same"          # step 12: same = every backbone must hold the same ids (else an
+                                 # error) | common = the ids all hold (the videos without sound,
+                                 # or without frames, are dropped, counted and listed)
 
 # ---------------------------------------------------------------- sound envelopes (steps 09-10)
 ENVELOPE_ROOT = ""               # "" -> <DATA_ROOT>/<DATASET>/envelopes; one folder per setting

@@ -319,6 +319,18 @@ def load_scores(path, ids_path=None, n_classes=None):
     return scores.astype(np.float32, copy=False), ids
 
 
+def read_checkpoint(path):
+    """A train.py checkpoint as a dict, read with torch's weights_only loader (torch is
+    imported here, not by this module). Raises ValueError naming the file."""
+    import torch
+    try:
+        # torch.__version__ (a str subclass) is among the provenance train.py stores
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported alike
+        raise ValueError(f"{path}: cannot read as a train.py checkpoint ({e})") from None
+
+
 # ---------------------------------------------------------------- front-end records
 
 FEATURES_RECORD = "features.json"

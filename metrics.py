@@ -9,6 +9,8 @@ fewer than k OTHER classes score at least as high as its true class, i.e. when i
 never correct (for k < n_classes) and a class tied with one other is wrong at top-1 and
 right at top-2, whatever the order of the classes.
 """
+import math
+
 import numpy as np
 
 
@@ -103,3 +105,41 @@ def topk_accuracy(scores, labels, k=1):
                          f"got {labels.shape}")
     keep = labels >= 0
     return topk_from_rank(true_class_rank(scores[keep], labels[keep]), k)
+
+
+def binomial_tail(hits, n, chance):
+    """One-sided exact P(X >= hits) for X ~ Binomial(n, chance), summed in log space (no
+    scipy: step 12 and step 05 call it for every backbone)."""
+    k = np.arange(int(hits), int(n) + 1)
+    if not len(k):
+        return 0.0
+    if chance <= 0.0 or chance >= 1.0:
+        return float(hits <= n * chance)
+    lg = np.vectorize(math.lgamma)
+    log_terms = (lg(n + 1) - lg(k + 1) - lg(n - k + 1) + k * math.log(chance)
+                 + (n - k) * math.log1p(-chance))
+    top = log_terms.max()
+    return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
+
+
+def above_chance(scores, labels):
+    """Is top-1 accuracy above chance? A one-sided exact binomial test.
+
+    Chance is the best constant guess: the share of the most frequent true class among the
+    labelled rows (1 / n_classes when balanced). p = P(X >= n_correct) for X ~ Binomial(n,
+    chance), the probability that guessing does at least as well.
+
+    Args:
+      scores: [n, C]; labels: int [n] (< 0: unlabelled, ignored).
+    Returns:
+      {"n", "n_correct", "chance_top1" (percent), "binomial_p"}; p is NaN for no rows.
+    """
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    keep = labels >= 0
+    n = int(keep.sum())
+    if n == 0:
+        return {"n": 0, "n_correct": 0, "chance_top1": float("nan"), "binomial_p": float("nan")}
+    correct = int((true_class_rank(scores[keep], labels[keep]) < 1).sum())
+    chance = float(np.bincount(labels[keep]).max() / n)
+    return {"n": n, "n_correct": correct, "chance_top1": 100.0 * chance,
+            "binomial_p": binomial_tail(correct, n, chance)}

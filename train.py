@@ -72,7 +72,7 @@ from AudioDataLoader import Datalist, PatchDataset, minival_split
 
 TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
               "RUN", "MODEL", "EPOCHS", "BATCH_SIZE", "OPTIMIZER", "LEARNING_RATE",
-              "WEIGHT_DECAY", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
+              "WEIGHT_DECAY", "L2_LAMBDA", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
               "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
               "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
               "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
@@ -463,8 +463,10 @@ def make_scheduler(optimizer, cfg, steps_per_epoch):
 
 
 def make_optimizer(model, cfg):
-    """AdamW or SGD over four groups: body / head x weights (decayed) / biases and norms
-    (not decayed); the body's learning rate is BODY_LR_SCALE x the head's."""
+    """AdamW, Adam or SGD over four groups: body / head x weights (decayed) / biases and norms
+    (not decayed); the body's learning rate is BODY_LR_SCALE x the head's. WEIGHT_DECAY is the
+    optimizer's (AdamW's decoupled decay; Adam's and SGD's gradient term); the paper's L2 term
+    in the loss is L2_LAMBDA (``l2_penalty``)."""
     groups = []
     for part, scale in (("body", cfg.body_lr_scale), ("head", 1.0)):
         params = network.body_and_head(model)[part]
@@ -476,7 +478,21 @@ def make_optimizer(model, cfg):
                                "name": f"{part}_{'decay' if decay else 'no_decay'}"})
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.learning_rate)
     return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def l2_penalty(model, l2_lambda):
+    """The L2 term of the two-phase paper's loss (eq. 4): l2_lambda / 2 x the sum of the
+    squares of the trainable weights, the parameters WEIGHT_DECAY decays (ndim > 1: kernels
+    and matrices; biases and norms' scales are left alone, as Keras regularises kernels, and a
+    batch norm's scale of 1 would otherwise dominate the term; a frozen body's weights are
+    not trained, so not counted). -> a float32 scalar tensor, 0 when l2_lambda is 0."""
+    params = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    if not l2_lambda or not params:
+        return torch.zeros((), device=params[0].device if params else "cpu")
+    return 0.5 * l2_lambda * sum(p.float().pow(2).sum() for p in params)
 
 
 def freeze_body(model, frozen):
@@ -525,6 +541,8 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
         with autocast(env, cfg):
             outputs = model(x)
         loss = task.loss(outputs, target)
+        if cfg.l2_lambda > 0:
+            loss = loss + l2_penalty(model, cfg.l2_lambda)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -16,6 +16,7 @@ loads, FREEZE_BODY_EPOCHS freezes and BODY_LR_SCALE scales (``body_and_head``, `
 import importlib
 
 _MODULES = ["network.audio_cnn", "network.vggish", "network.panns", "network.resnet",
+            "network.residual_inception",
             "network.torchvision_models", "network.envelope_lstm"]
 MODALITIES = ("audio", "visual", "envelope")   # envelope: sequences of frames (envelope_task)
 _REGISTRY = {}

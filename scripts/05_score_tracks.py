@@ -8,7 +8,9 @@ Reads  npy_files/<dataset>/<run>/ the output contract that train.py writes for e
          <split>_patch_track.npy   int64 [n_patches]  row of each patch's track
        file_lists/<dataset>/<split>_videos.txt  the labels, looked up by id
 Writes npy_files/<dataset>/<run>/<split>_metrics.json  {"n_tracks", "n_patches",
-         "track_top1", "track_top5", "patch_top1", "per_class_top1"} in percent
+         "track_top1", "track_top5", "patch_top1", "per_class_top1"} in percent, and
+         "above_chance": track top-1 against the best constant guess, a one-sided exact
+         binomial test ({"n", "n_correct", "chance_top1", "binomial_p"}, metrics.above_chance)
 and prints them. The contract itself has one writer, train.py; this step checks it: every id
 is in the video list with the label the contract holds, the rows agree, and the scores are the
 mean of the patches' softmax (metrics.track_scores), or it stops naming the file and row.
@@ -74,12 +76,16 @@ def main(argv=None):
             "patch_top1": metrics.topk_accuracy(c["logits"], c["labels"][c["track"]], 1),
             "per_class_top1": [float(100 * correct[labelled & (c["labels"] == k)].mean())
                                if np.any(labelled & (c["labels"] == k)) else None
-                               for k in range(n_classes)]}
+                               for k in range(n_classes)],
+            "above_chance": metrics.above_chance(c["scores"], c["labels"])}
+        chance = report["above_chance"]
         datafiles.write_text(out / f"{split}_metrics.json", json.dumps(report, indent=2) + "\n")
         print(f"[05] {cfg.run} {split}: {report['n_tracks']} tracks ({report['n_patches']} "
               f"patches): track top-1 {report['track_top1']:.2f} %, top-5 "
-              f"{report['track_top5']:.2f} % (patch top-1 {report['patch_top1']:.2f} %) "
-              f"-> {out / f'{split}_metrics.json'}")
+              f"{report['track_top5']:.2f} % (patch top-1 {report['patch_top1']:.2f} %); "
+              f"{chance['n_correct']}/{chance['n']} correct, chance "
+              f"{chance['chance_top1']:.1f} %, one-sided binomial p = "
+              f"{chance['binomial_p']:.2g} -> {out / f'{split}_metrics.json'}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ Reads
                           x_scores.npy -> x_ids.txt, y.npy -> y_ids.txt). All sources must hold
                           the same SET of ids (else an error listing the differences); rows
                           are reordered by id to the first source's order. Names: letters,
-                          digits, _ and -; names starting with "audio" form the audio group of
-                          the learned fusion, all others the visual group.
+                          digits, _ and -; names starting with "aud" (audio, aud_mel) form the
+                          audio set A of the learned fusion layers, all others the visual set V.
                           default: audio=npy_files/<dataset>/<run>/<split>_scores.npy
                                    video=video_classification_results/<dataset>/
                                          <video_name>_<split>_matched.npy
@@ -19,14 +19,22 @@ Writes (--out DIR, default npy_files/<dataset>/fusion/)
                           each row fused with the weights chosen on the OTHER folds
                           (cross-fitted, FUSION_FOLDS folds stratified by class, seed SEED)
   fused_ids.txt           the row order of every array written here (first source's order)
-  learned_<variant>_scores.npy (+ _ids.txt)  cross-fitted learned fusion probabilities
+  learned_<layer>_scores.npy (+ _ids.txt)  cross-fitted learned fusion probabilities
+                          (layer: sum, grouped, concat; see below)
   weights.json            "weights": chosen on all rows (an oracle for these rows; the choice
                           --apply uses on other splits), "folds": per-fold weights, "kinds"
   report.json, report.md  metrics of each source, the cross-fitted and oracle weighted average,
-                          the learned variants; gain over the best source with a paired
+                          the learned fusion layers; gain over the best source with a paired
                           bootstrap 95 % interval; git commit and package versions
   accuracy_vs_weight.png  (two sources) top-1/top-5 on all rows against the weight, with the
                           oracle and per-fold choices; per_class_gain.png; confusion.png
+The learned fusion is learned_fusion.py's Phase II (the two-phase paper's F1-F6 layers:
+per-source weight vectors, then a dense layer FC(n_classes) + softmax, mixup + KL loss,
+LEARNED_FUSION_* settings), cross-fitted on the same folds as the weighted average. Step 07
+has score files only (no embeddings or logits), so it runs the three layers (sum, grouped,
+concat) over the sources' score features (centred log-probabilities): the score-level
+counterpart of F4-F6. Grouped and concat need an audio and a visual source (else skipped,
+with the reason in the report). Phase II on embeddings and logits is step 12.
 With --apply WEIGHTS.json (an unlabelled split; no labels read), in --out:
   <split>_fused_scores.npy, <split>_fused_ids.txt  float32 [n, n_classes], fused with
                           WEIGHTS.json's "weights" and its recorded normalisation kinds
@@ -222,7 +230,7 @@ def plot_confusion(path, labels, predicted, classes):
 
 # ---------------------------------------------------------------- the two modes
 
-def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
+def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     n_classes = len(classes)
     scores, ids = load_sources(files, n_classes)
     labels = labels_by_id(labels_path, ids, n_classes)
@@ -237,17 +245,20 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
     boot = fusion.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
 
     learned = {}
-    for variant in cli.progress(variants, desc="07 learned fusion", unit="variant",
-                                disable=not variants):
+    fit = learned_fusion.FusionSettings.from_settings(cfg)
+    for layer in cli.progress(layers, desc="07 learned fusion", unit="layer",
+                              disable=not layers):
         try:
-            r = learned_fusion.cross_fit_learned(probs, labels, variant, cf.folds, seed=cfg.seed)
+            r = learned_fusion.cross_fit_fusion(probs, labels, layer, cf.folds, n_classes,
+                                                kinds={k: "scores" for k in names},
+                                                settings=fit)
         except ValueError as e:  # e.g. grouped fusion without an audio and a visual source
-            learned[variant] = {"skipped": str(e)}
+            learned[layer] = {"skipped": str(e)}
             continue
-        learned[variant] = {**r["metrics"], "dense": r["dense"],
-                            "fold_losses": r["fold_losses"]}
-        datafiles.save_npy(out_dir / f"learned_{variant}_scores.npy", r["probs"])
-        datafiles.write_lines(out_dir / f"learned_{variant}_ids.txt", ids)
+        learned[layer] = {**r["metrics"], "dense": r["dense"], "inputs": "score features",
+                          "fold_losses": r["fold_losses"]}
+        datafiles.save_npy(out_dir / f"learned_{layer}_scores.npy", r["probs"])
+        datafiles.write_lines(out_dir / f"learned_{layer}_ids.txt", ids)
 
     mean_w = cf.fold_weights.mean(axis=0)
     fused = {**cf.metrics, "method": f"weighted average, cross-fitted ({cfg.fusion_folds} "
@@ -262,9 +273,7 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
     settings = {"fusion_folds": cfg.fusion_folds, "fusion_grid_steps": cfg.fusion_grid_steps,
                 "grid_points": len(cf.grid), "seed": cfg.seed,
                 "bootstrap_samples": cfg.bootstrap_samples,
-                "learned_steps": learned_fusion.LEARNED_STEPS,
-                "learned_lr": learned_fusion.LEARNED_LR, "learned_l2": learned_fusion.LEARNED_L2,
-                "learned_batch_rows": learned_fusion.LEARNED_BATCH_ROWS,
+                "learned_fusion": fit.to_dict(),
                 "groups": dict(zip(names, learned_fusion.source_groups(names)))}
     info = datafiles.provenance()
     report = {
@@ -289,9 +298,10 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, variants):
     rows = [(f"{k} ({decided[k]})", single[k]) for k in names]
     rows.append((fused["method"], cf.metrics))
     rows.append((oracle["method"] + " (oracle)", cf.oracle_metrics))
-    for variant, r in learned.items():
+    for layer, r in learned.items():
         if "skipped" not in r:
-            rows.append((f"learned {variant} ({r['dense']} dense), cross-fitted", r))
+            rows.append((f"learned {layer} layer on score features ({r['dense']} dense), "
+                         f"cross-fitted", r))
     text = table(rows)
     w_text = ", ".join(f"{k} {v:.3f}" for k, v in fused["weights"].items())
     o_text = ", ".join(f"{k} {v:.2f}" for k, v in oracle["weights"].items())
@@ -358,17 +368,18 @@ def apply(cfg, files, kinds, classes, weights_path, out_dir, split):
 
 def main(argv=None):
     parser = cli.parser(__doc__, ["EVAL_SPLIT", "RUN", "VIDEO_NAME", "FUSION_FOLDS",
-                                  "FUSION_GRID_STEPS", "BOOTSTRAP_SAMPLES", "SEED"])
+                                  "FUSION_GRID_STEPS", "BOOTSTRAP_SAMPLES",
+                                  *learned_fusion.SETTINGS_KEYS])
     parser.add_argument("--scores", nargs="+", default=None, metavar="NAME=FILE")
     parser.add_argument("--kind", nargs="+", default=[], metavar="NAME=KIND",
                         help="auto (default) | probs | logits per source; see fusion.normalize")
     parser.add_argument("--labels", type=Path, default=None, metavar="FILE")
     parser.add_argument("--classes", type=Path, default=None, metavar="FILE")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR")
-    variants = learned_fusion.LEARNED_VARIANTS
-    parser.add_argument("--learned-variants", nargs="*", default=list(variants),
-                        choices=variants, metavar="VARIANT",
-                        help=f"learned fusions to cross-fit, of {variants} "
+    layers = learned_fusion.LAYERS
+    parser.add_argument("--learned-layers", nargs="*", default=list(layers),
+                        choices=layers, metavar="LAYER",
+                        help=f"learned fusion layers to cross-fit, of {layers} "
                              f"(default all; the flag alone runs none)")
     parser.add_argument("--apply", type=Path, default=None, metavar="WEIGHTS.json",
                         help="fuse with weights chosen earlier; no labels needed")
@@ -394,7 +405,7 @@ def main(argv=None):
     if cfg.apply is not None:
         return apply(cfg, files, kinds, classes, cfg.apply, out_dir, split)
     return evaluate(cfg, files, kinds, classes, cfg.labels or paths.video_list(split),
-                    out_dir, cfg.learned_variants)
+                    out_dir, cfg.learned_layers)
 
 
 if __name__ == "__main__":

@@ -96,19 +96,23 @@ def run_step(script, args):
     return proc.stdout
 
 
+def union_lists(paths, plan):
+    """plan: [(split, member folds)] -> that split's video and audio lists = the union of its
+    folds' (ids sorted). -> the splits."""
+    for split, members in plan:
+        rows, audio_ids = [], []
+        for f in members:
+            rows += datafiles.read_lines(paths.video_list(f"fold{f}"))
+            audio_ids += datafiles.read_ids(paths.audio_list(f"fold{f}"))
+        datafiles.write_lines(paths.video_list(split), sorted(rows))
+        datafiles.write_lines(paths.audio_list(split), sorted(audio_ids))
+    return [split for split, _ in plan]
+
+
 def fold_split_lists(paths, folds):
     """file_lists test_f<k> (= fold k) and train_f<k> (= the other folds), ids sorted."""
-    splits = []
-    for k in folds:
-        for split, members in ((f"test_f{k}", [k]), (f"train_f{k}", [f for f in folds if f != k])):
-            rows, audio_ids = [], []
-            for f in members:
-                rows += datafiles.read_lines(paths.video_list(f"fold{f}"))
-                audio_ids += datafiles.read_ids(paths.audio_list(f"fold{f}"))
-            datafiles.write_lines(paths.video_list(split), sorted(rows))
-            datafiles.write_lines(paths.audio_list(split), sorted(audio_ids))
-            splits.append(split)
-    return splits
+    return union_lists(paths, [(split, members) for k in folds for split, members in
+                               ((f"test_f{k}", [k]), (f"train_f{k}", [f for f in folds if f != k]))])
 
 
 def prepare(esc_root, common, quiet=True):

@@ -5,8 +5,8 @@ Writes nothing; prints the seconds taken by
   - the grid search: every weight of the FUSION_GRID_STEPS grid scored on all rows
     (fusion.grid_counts, the cost that grows with rows x classes x weights),
   - the full cross-fitting (fusion.cross_fit: the same grid pass, per-fold choices, fusing
-    and metrics), and optionally each learned fusion variant (--learned:
-    learned_fusion.cross_fit_learned).
+    and metrics), and optionally each learned fusion layer on the score features, as step
+    07 runs them (--learned: learned_fusion.cross_fit_fusion, LEARNED_FUSION_* settings).
 """
 import argparse
 import sys
@@ -36,11 +36,12 @@ def synthetic_sources(n_rows, n_classes, seed):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["FUSION_GRID_STEPS", "FUSION_FOLDS", "SEED"])
+    parser = cli.parser(__doc__, ["FUSION_GRID_STEPS", "FUSION_FOLDS",
+                                  *learned_fusion.SETTINGS_KEYS])
     parser.add_argument("--rows", type=int, default=30000)
     parser.add_argument("--num-classes", type=int, default=600)
     parser.add_argument("--learned", action=argparse.BooleanOptionalAction, default=False,
-                        help="also time the cross-fitted learned fusion variants")
+                        help="also time the cross-fitted learned fusion layers")
     cfg = cli.parse(parser, argv)
     sources, labels = synthetic_sources(cfg.rows, cfg.num_classes, cfg.seed)
     units, m = fusion.weight_grid(len(sources), cfg.fusion_grid_steps)
@@ -55,12 +56,14 @@ def main(argv=None):
           f"cross-fitted top-1 {cf.metrics['top1']:.2f} %")
     times = {"search_s": search_s, "cross_fit_s": cross_fit_s}
     if cfg.learned:
-        for variant in learned_fusion.LEARNED_VARIANTS:
+        fit = learned_fusion.FusionSettings.from_settings(cfg)
+        for layer in learned_fusion.LAYERS:
             t = time.perf_counter()
-            r = learned_fusion.cross_fit_learned(sources, labels, variant, cf.folds, seed=cfg.seed)
-            times[variant + "_s"] = time.perf_counter() - t
-            print(f"learned {variant} ({r['dense']} dense, {cfg.fusion_folds} fits): "
-                  f"{times[variant + '_s']:.2f} s; top-1 {r['metrics']['top1']:.2f} %")
+            r = learned_fusion.cross_fit_fusion(sources, labels, layer, cf.folds,
+                                                cfg.num_classes, settings=fit)
+            times[layer + "_s"] = time.perf_counter() - t
+            print(f"learned {layer} ({r['dense']} dense, {cfg.fusion_folds} fits): "
+                  f"{times[layer + '_s']:.2f} s; top-1 {r['metrics']['top1']:.2f} %")
     return times
 
 

@@ -50,17 +50,9 @@ esc = cli.load_script("bench_esc10")
 
 def low_data_lists(paths, folds):
     """file_lists train_l<k> (= fold k alone) and test_l<k> (= the other folds), ids sorted."""
-    splits = []
-    for k in folds:
-        for split, members in ((f"train_l{k}", [k]), (f"test_l{k}", [f for f in folds if f != k])):
-            rows, audio_ids = [], []
-            for f in members:
-                rows += datafiles.read_lines(paths.video_list(f"fold{f}"))
-                audio_ids += datafiles.read_ids(paths.audio_list(f"fold{f}"))
-            datafiles.write_lines(paths.video_list(split), sorted(rows))
-            datafiles.write_lines(paths.audio_list(split), sorted(audio_ids))
-            splits.append(split)
-    return splits
+    return esc.union_lists(paths, [(split, members) for k in folds for split, members in
+                                   ((f"train_l{k}", [k]), (f"test_l{k}", [f for f in folds
+                                                                           if f != k]))])
 
 
 def step(script, args):

@@ -69,3 +69,23 @@ def test_time_shift_rolls_each_patch_by_its_own_amount():
         shifts.append((96 - s) % 96)  # out[t] = x[t - shift]
         assert torch.equal(out[b], torch.roll(x[b], shifts[-1], dims=-1))
     assert all(min(s, 96 - s) <= 10 for s in shifts) and len(set(shifts)) > 1
+
+
+def test_low_data_lists_train_on_one_fold_and_the_table_averages_over_parts(tmp_path):
+    recipes = load_script("bench_recipes")
+    make_mini_esc(tmp_path / "esc")
+    common = ["--data-root", str(tmp_path / "data"), "--output-root", str(tmp_path)]
+    paths, folds = recipes.prepare_esc(tmp_path / "esc", REPO / "recipes" / "esc10.yaml", common)
+    for k, other in ((1, 2), (2, 1)):
+        assert Datalist(paths.datalist(f"train_l{k}")).ids == [
+            f"fold{k}/{c}/{k}-{100 + t}-{x}-{t}" for t, c in enumerate(CATEGORIES) for x in "AB"]
+        assert all(i.startswith(f"fold{other}/") for i in
+                   Datalist(paths.datalist(f"test_l{k}")).ids)
+    runs = {"esc10_low/l1/s0": 50.0, "esc10_low/l2/s0": 70.0, "esc10_low/l1/s1": 40.0,
+            "esc10_low/l2/s1": 40.0, "demo/val/s0": 80.0, "demo/val/s1": 90.0}
+    result = {"recipe": "x/old.yaml",
+              "runs": {k: {"accuracy": v, "n": 8, "seconds": 2.0} for k, v in runs.items()}}
+    rows, overall = recipes.summarise(result)
+    assert rows["esc10_low"][:3] == (50.0, 20.0, 2)          # seeds: 60 and 40
+    assert rows["demo"][:3] == (85.0, 10.0, 2) and overall == 67.5
+    assert "| old | 50.0 ± 10.0" in recipes.table([result])

@@ -127,7 +127,7 @@ def test_one_set_of_common_flags_runs_the_runbook_on_a_val_only_tree(tmp_path, c
     datafiles.write_lines(results / "user_val_ids.txt", [ids[i] for i in order])
     load_script("06_match_video_to_audio").main(common + ["--run", "r", "--video-name", "user"])
     load_script("07_fuse").main(common + ["--run", "r", "--video-name", "user",
-                                          "--bootstrap-samples", "100", "--learned-variants"])
+                                          "--bootstrap-samples", "100", "--learned-layers"])
     report = json.loads((tmp_path / "npy_files" / "v" / "fusion" / "report.json").read_text())
     assert report["n"] == len(datafiles.read_ids(npy / "val_ids.txt"))
     metrics05 = json.loads((npy / "val_metrics.json").read_text())

@@ -256,8 +256,8 @@ def test_07_end_to_end_and_apply(fusion_files, capsys):
     for key in ["audio.top1", "audio.top5", "video.top1", "video.top5", "fused.top1",
                 "fused.top5", "fused.audio_weight", "fused.fold_weights", "oracle.top1",
                 "oracle.audio_weight", "gain.top1", "gain.ci95", "n", "git_commit",
-                "versions.numpy", "versions.torch", "learned.elementwise.top1",
-                "learned.grouped.top1", "learned.concat.top1"]:
+                "versions.numpy", "versions.torch", "learned.sum.top1",
+                "learned.grouped.top1", "learned.concat.top1", "settings.learned_fusion.steps"]:
         get(report, key)
     assert report["n"] == len(ids)
     assert report["sources"]["video"]["kind"] == "logits"
@@ -273,7 +273,7 @@ def test_07_end_to_end_and_apply(fusion_files, capsys):
     assert fusion.metrics(oracle, labels)["top1"] == pytest.approx(report["oracle"]["top1"],
                                                                   abs=1e-6)
     md = (out / "report.md").read_text()
-    assert "cross-fitted" in md and "oracle" in md and "learned concat" in md
+    assert "cross-fitted" in md and "oracle" in md and "learned concat layer" in md
     printed = capsys.readouterr().out
     assert "| method | top-1 %" in printed
 
@@ -300,10 +300,10 @@ def test_07_rejects_different_id_sets_and_missing_labels(fusion_files):
     write_source(tmp_path / "video_matched.npy", np.log(sources["video"][1:]), ids[1:])
     with pytest.raises(ValueError, match=r"different ids: 1 of audio's ids missing"):
         fuse07.main(base_argv(tmp_path) + ["--labels", str(tmp_path / "val_videos.txt"),
-                                           "--learned-variants"])
+                                           "--learned-layers"])
     write_source(tmp_path / "video_matched.npy", np.log(sources["video"]), ids)
     datafiles.write_lines(tmp_path / "val_videos.txt",
                           [f"{i}\t{y}" for i, y in zip(ids[1:], labels[1:])])
     with pytest.raises(ValueError, match=r"val_videos.txt: no label for 1 of 250 ids"):
         fuse07.main(base_argv(tmp_path) + ["--labels", str(tmp_path / "val_videos.txt"),
-                                           "--learned-variants"])
+                                           "--learned-layers"])
