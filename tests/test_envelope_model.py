@@ -109,9 +109,9 @@ def test_the_shared_loop_learns_a_toy_envelope_and_step_10_scores_it(tmp_path):
     common = ["--dataset", "t", "--data-root", str(tmp_path / "d"), "--output-root",
               str(tmp_path), "--frames-per-second", "native", "--frame-size-pixels", "32"]
     train.main(common + ["--model", "envelope_lstm", "--envelope-features-run", "feat",
-                         "--run", "env", "--epochs", "14", "--batch-size", "4",
+                         "--run", "env", "--epochs", "10", "--batch-size", "4",
                          "--envelope-hidden", "32", "--learning-rate", "0.003",
-                         "--no-channels-last", "--torch-threads", "2", "--eval-splits", "val"])
+                         "--no-channels-last", "--torch-threads", "1", "--eval-splits", "val"])
     load_script("10_evaluate_envelopes").main(common + ["--run", "env",
                                                         "--bootstrap-samples", "200"])
     report = json.loads((tmp_path / "npy_files" / "t" / "envelope" / "report.json").read_text())
