@@ -30,7 +30,6 @@ from torch.utils.data import DataLoader
 import cli
 import datafiles
 import envelope
-import envelope_eval
 import frames
 import network
 
@@ -137,8 +136,8 @@ class EnvelopeTask:
             return {}
         out = predict(model, self.train_set.subset(self.minival_rows), env, self.cfg)
         labels = self.train_set.all_labels[self.minival_rows]
-        bce = np.mean([envelope_eval.bce(p, t) for p, t in zip(out["pred"], out["target"])])
-        r = [envelope_eval.pearson(p, t) for p, t in zip(out["pred"], out["target"])]
+        bce = np.mean([envelope.bce(p, t) for p, t in zip(out["pred"], out["target"])])
+        r = [envelope.pearson(p, t) for p, t in zip(out["pred"], out["target"])]
         return {"minus_bce": -float(bce), "mean_r": float(np.nanmean(r)),
                 "track_top1": float(100 * np.mean(out["logits"].argmax(1) == labels))}
 
@@ -167,7 +166,7 @@ class EnvelopeTask:
                 "n_frames": int(offsets[-1]),
                 "track_top1": float(100 * np.mean(top[:, 0] == labels)),
                 "track_top5": float(100 * np.mean((top[:, :5] == labels[:, None]).any(1))),
-                "bce": float(np.mean([envelope_eval.bce(p, t) for p, t in
+                "bce": float(np.mean([envelope.bce(p, t) for p, t in
                                       zip(out["pred"], out["target"])]))}
 
 

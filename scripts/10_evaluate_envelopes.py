@@ -13,7 +13,7 @@ Writes npy_files/<dataset>/envelope/report.json   everything below, per clip and
                                               with their ids, peaks and the manifest's events
 
 Per clip (rows = the prediction file's ids, joined to the truth by id): Pearson r, mean
-squared error, BCE; onsets: peaks of both envelopes by one picker (envelope_eval.py:
+squared error, BCE; onsets: peaks of both envelopes by one picker (envelope.py:
 PEAK_HEIGHT, PEAK_PROMINENCE), matched one to one within +-ONSET_TOLERANCE_FRAMES: precision,
 recall, F1 (micro over clips), onset-count accuracy; the seed's rating (good = onset F1 1 and
 r >= 0.5, bad = F1 0 or r < 0.2) in its per-class table, score (good - bad) / n in [-1, 1].
@@ -37,7 +37,6 @@ import numpy as np  # noqa: E402
 import cli  # noqa: E402
 import datafiles  # noqa: E402
 import envelope  # noqa: E402
-import envelope_eval as ev  # noqa: E402
 
 KEYS = ["RUN", "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS", "FRAME_JPEG_QSCALE",
         "ENVELOPE_ROOT", "ENVELOPE_SIGMA_SECONDS", "ENVELOPE_SILENT_FLOOR",
@@ -115,7 +114,7 @@ def baselines(ids, labels, truth, train_env, train_labels, n_classes, seed):
 # ---------------------------------------------------------------- scoring
 
 def score_all(ids, preds, truth, cfg):
-    return [ev.clip_metrics(preds[i], truth[i], cfg.peak_height, cfg.peak_prominence,
+    return [envelope.clip_metrics(preds[i], truth[i], cfg.peak_height, cfg.peak_prominence,
                             cfg.onset_tolerance_frames) for i in ids]
 
 
@@ -125,12 +124,12 @@ def event_breakdown(ids, rows, times, manifest, tolerance):
     out = {}
     for i, row in zip(ids, rows):
         for e in by_id.get(i, {}).get("events", []):
-            f = ev.event_frame(e["time"], times[i])
+            f = envelope.event_frame(e["time"], times[i])
             d = out.setdefault(e["kind"], {"events": 0, "with_predicted_peak": 0,
                                            "with_true_peak": 0})
             d["events"] += 1
-            d["with_predicted_peak"] += ev.near(row["pred_peaks"], f, tolerance)
-            d["with_true_peak"] += ev.near(row["true_peaks"], f, tolerance)
+            d["with_predicted_peak"] += envelope.near(row["pred_peaks"], f, tolerance)
+            d["with_true_peak"] += envelope.near(row["true_peaks"], f, tolerance)
     for d in out.values():
         d["share_predicted"] = d["with_predicted_peak"] / d["events"]
         d["share_true"] = d["with_true_peak"] / d["events"]
@@ -144,10 +143,10 @@ def rating_table(ids, rows, labels, classes):
         rs = [r["rating"] for r, y in zip(rows, labels) if y == c]
         if not rs:
             continue
-        g, n, b = (rs.count(k) for k in ev.RATINGS)
+        g, n, b = (rs.count(k) for k in envelope.RATINGS)
         table.append((name, len(rs), f"{g}(1) + {n}(0) + {b}(-1) = {g - b}", g - b))
     rs = [r["rating"] for r in rows]
-    g, n, b = (rs.count(k) for k in ev.RATINGS)
+    g, n, b = (rs.count(k) for k in envelope.RATINGS)
     table.append(("TOTAL", len(rs), f"{g}(1) + {n}(0) + {b}(-1) = {g - b}", g - b))
     return table
 
@@ -188,7 +187,7 @@ def plot_ratings(out_dir, ids, rows, preds, truth, times, manifest):
     by_id = {v["id"]: v for v in (manifest or {}).get("videos", [])}
     colours = {"hit": "tab:green", "click": "tab:red", "silent_hit": "tab:purple"}
     written = []
-    for kind in ev.RATINGS:
+    for kind in envelope.RATINGS:
         chosen = [(i, r) for i, r in zip(ids, rows) if r["rating"] == kind][:PLOT_CLIPS]
         if not chosen:
             continue
@@ -296,11 +295,11 @@ def main(argv=None):
     for name, b in baselines(ids, labels, truth, train_env, train_labels, len(classes),
                              cfg.seed).items():
         rows[name] = score_all(ids, b, truth, cfg)
-    methods = {k: ev.summary(v) for k, v in rows.items()}
+    methods = {k: envelope.summary(v) for k, v in rows.items()}
     versus = {}
-    for key, stat in (("onset_f1", ev.stat_f1), ("mean_r", ev.stat_r)):
+    for key, stat in (("onset_f1", envelope.stat_f1), ("mean_r", envelope.stat_r)):
         best = max((k for k in methods if k != "model"), key=lambda k: methods[k][key])
-        d, lo, hi = ev.paired_bootstrap(rows["model"], rows[best], stat,
+        d, lo, hi = envelope.paired_bootstrap(rows["model"], rows[best], stat,
                                         cfg.bootstrap_samples, cfg.seed)
         versus[key] = dict(baseline=best, difference=d, low=lo, high=hi)
     out_dir = paths.npy / "envelope"

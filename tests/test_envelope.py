@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import envelope
-import envelope_eval as ev
 import media
 from conftest import load_script, make_video
 from test_frames import VFR_TIMES, container_times
@@ -41,7 +40,7 @@ def test_clicks_between_frame_times_peak_on_their_frames():
     x = click_train([t for t, _ in CLICKS], rate, seconds)
     env, silent = envelope.frame_envelope(x, rate, times, SIGMA, 0.05)
     assert not silent and env.dtype == np.float32 and env.shape == times.shape
-    peaks = ev.pick_peaks(env, 0.3, 0.2)
+    peaks = envelope.pick_peaks(env, 0.3, 0.2)
     assert peaks.tolist() == [k for _, k in CLICKS]
     # the bug this guards against: the smoothed magnitude sampled at the frame instants
     # misses every click that is not on a frame time
@@ -75,18 +74,18 @@ def test_frame_edges_tile_a_variable_frame_rate():
 
 
 def test_peaks_at_the_ends_count_but_a_flat_sloping_envelope_has_none():
-    assert ev.pick_peaks(np.linspace(0.49, 0.47, 30), 0.3, 0.2).tolist() == []
-    assert ev.pick_peaks([1.0, 0.2, 0.1, 0.1], 0.3, 0.2).tolist() == [0]
-    assert ev.pick_peaks([0.1, 0.1, 0.2, 1.0], 0.3, 0.2).tolist() == [3]
+    assert envelope.pick_peaks(np.linspace(0.49, 0.47, 30), 0.3, 0.2).tolist() == []
+    assert envelope.pick_peaks([1.0, 0.2, 0.1, 0.1], 0.3, 0.2).tolist() == [0]
+    assert envelope.pick_peaks([0.1, 0.1, 0.2, 1.0], 0.3, 0.2).tolist() == [3]
 
 
 def test_match_is_one_to_one_within_tolerance():
-    assert ev.match([10, 11], [10], 1) == 1              # two predictions, one true peak
-    assert ev.match([10, 12], [11, 13], 1) == 2          # needs the best assignment
-    assert ev.match([10], [12], 1) == 0
-    assert ev.prf(0, 0, 0) == (1.0, 1.0, 1.0) and ev.prf(0, 1, 0)[2] == 0.0
-    assert ev.rating(1.0, 0.6) == "good" and ev.rating(1.0, 0.3) == "not_so_good"
-    assert ev.rating(0.5, 0.1) == "bad" and ev.rating(0.0, 0.9) == "bad"
+    assert envelope.match([10, 11], [10], 1) == 1              # two predictions, one true peak
+    assert envelope.match([10, 12], [11, 13], 1) == 2          # needs the best assignment
+    assert envelope.match([10], [12], 1) == 0
+    assert envelope.prf(0, 0, 0) == (1.0, 1.0, 1.0) and envelope.prf(0, 1, 0)[2] == 0.0
+    assert envelope.rating(1.0, 0.6) == "good" and envelope.rating(1.0, 0.3) == "not_so_good"
+    assert envelope.rating(0.5, 0.1) == "bad" and envelope.rating(0.0, 0.9) == "bad"
 
 
 def _mux(ffmpeg, wav, out, channels=1):
@@ -137,7 +136,7 @@ def test_step09_on_a_vfr_clip_a_stereo_clip_and_a_silent_clip(tree, tmp_path, ff
     # mean), which a constant rate (n frames over the duration) would not give
     nearest = [int(np.argmin(np.abs(stored - stored[0] - c))) for c in VFR_CLICKS]
     assert len(set(nearest)) == 2 and abs(nearest[1] - nearest[0]) > 1
-    assert ev.pick_peaks(vfr, 0.3, 0.2).tolist() == nearest
+    assert envelope.pick_peaks(vfr, 0.3, 0.2).tolist() == nearest
     cfr = np.arange(len(stored)) * (stored[-1] - stored[0]) / (len(stored) - 1)
     assert [int(np.argmin(np.abs(cfr - c))) for c in VFR_CLICKS] != nearest
     assert vfr.max() == pytest.approx(1.0)
