@@ -112,6 +112,9 @@ test: venv
 EDATASET ?= impacts
 EFRAMES := recipes/impacts_frames.yaml
 EMODEL := recipes/impacts_envelope.yaml
+# the impacts dataset's generator seed (step 00 only; training keeps the recipes' SEED):
+# `make envelope EDATASET=impacts_fresh EGEN_SEED=7` repeats everything on clips never seen
+EGEN_SEED ?= 0
 AUX_SEEDS ?= 0 1 2
 AUX_WEIGHT ?= 1.0
 AUX := --envelope-loss-weight 0 --class-loss-weight 1 --eval-checkpoint last --eval-splits val
@@ -119,6 +122,7 @@ AUX := --envelope-loss-weight 0 --class-loss-weight 1 --eval-checkpoint last --e
 envelope: venv
 	@$(TIMED_STEPS); \
 	step $(PY) scripts/00_make_demo_dataset.py --dataset-kind impacts --dataset $(EDATASET) \
+	  --seed $(EGEN_SEED) \
 	  --videos-per-class 30; \
 	step $(PY) scripts/01_make_file_lists.py --dataset $(EDATASET); \
 	step $(PY) scripts/08_extract_frames.py --dataset $(EDATASET) --config $(EFRAMES) \
