@@ -16,7 +16,8 @@ Reads  ../shared/data/esc10 (meta.csv, audio/*.flac; --esc10-root), data/demo (m
 Writes data/esc10, file_lists/esc10 ... as scripts/bench_esc10.py (shared; low-data lists
        train_l<k> / test_l<k> beside its train_f<k> / test_f<k>),
        runs/<dataset>/<prefix>_<task>_<part>_s<seed>/ and npy_files/... of every train.py run,
-       npy_files/bench_recipes/<recipe name>.json   accuracies per task, part and seed,
+       npy_files/bench_recipes/<recipe name>[+<digest of the overrides>].json   accuracies
+                                                    per task, part and seed,
                                                     seconds per run, load, the recipe text
 
   python scripts/bench_recipes.py --recipes recipes/esc10.yaml --seeds 0 1
@@ -28,6 +29,7 @@ A finished (task, part, seed) run is reused when its recipe text and overrides a
 are skipped with a message.
 """
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -103,7 +105,9 @@ def parts(task, folds):
 
 def run_recipe(recipe, tasks, seeds, args, overrides, common):
     """Every (task, part, seed) of one recipe; -> the result dict (also written as JSON)."""
-    name = recipe.stem
+    # overrides make another recipe: their own result file and run names
+    name = recipe.stem + (f"+{hashlib.sha1(' '.join(overrides).encode()).hexdigest()[:8]}"
+                          if overrides else "")
     out = REPO / (args.output_root or "") / "npy_files" / "bench_recipes" / f"{name}.json"
     text = recipe.read_text(encoding="utf-8")
     old = json.loads(out.read_text()) if out.is_file() else {}
@@ -179,7 +183,9 @@ def table(results):
         rows, overall = summarise(r)
         cells = [(f"{rows[t][0]:.1f} ± {rows[t][1] / 2:.1f} (n={rows[t][2]} seeds, "
                   f"{rows[t][3]:.0f} s/run)" if t in rows else "-") for t in tasks]
-        lines.append(f"| {Path(r['recipe']).stem} | " + " | ".join(cells) + f" | {overall:.1f} |")
+        label = Path(r["recipe"]).stem + (f" + {' '.join(r['overrides'])}"
+                                          if r.get("overrides") else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {overall:.1f} |")
     return "\n".join(lines) + ("\n(± is half the range over seeds; each task's value is the "
                                "mean over its folds / rotations)")
 
