@@ -81,6 +81,9 @@ MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like
                                  # residual_inception(_slim) (from scratch), panns_cnn14, vggish,
                                  # vggish_pca, torchvggish (published)
 EPOCHS = 12
+MIN_TRAIN_STEPS = 0              # > 0: train at least this many optimizer steps; EPOCHS is raised to
+                                 # ceil(MIN_TRAIN_STEPS / steps per epoch) on a small training set
+                                 # (the raised value is what the checkpoint's config records)
 BATCH_SIZE = 64
 OPTIMIZER = "adamw"              # adamw | adam | sgd
 LEARNING_RATE = 2e-3
@@ -94,6 +97,7 @@ STEP_EPOCHS = 10                 # step schedule: multiply by STEP_GAMMA every S
 STEP_GAMMA = 0.1
 MIXUP_ALPHA = 0.0                # > 0 enables mixup (soft targets, KL-divergence loss)
 SPEC_AUGMENT = True              # SpecAugment time and frequency masks
+SPEC_AUGMENT_MASKS = 1           # time masks and band masks per patch (each that many)
 TIME_MASK_FRAMES = 16
 FREQ_MASK_BANDS = 8
 TIME_SHIFT_FRAMES = 0            # > 0: roll each training patch by -N..N frames in time

@@ -282,6 +282,7 @@ def build_envelope(cfg, env, paths):
         model.feature_std.copy_(torch.from_numpy(frames_.std(0) + 1e-3))
     note = train.start_model(model, cfg, env, None)
     loader, sampler = train.make_loader(train_set, cfg, env)
+    epochs_note = train.settle_epochs(cfg, loader)
     meta = train.run_meta(cfg, classes, model, "envelope", frames=paths.frame_settings.to_dict(),
                           envelope_record=envelope.read_record(envelope.envelope_dir(paths, cfg)),
                           input_dim=dim, backbone=cfg.envelope_backbone)
@@ -290,7 +291,8 @@ def build_envelope(cfg, env, paths):
               f"{f' of run {cfg.envelope_features_run}, {dim}-d' if features else ''}) on "
               f"{env.device}: {len(train_set)} clips (minival {len(minival_rows)}), loss "
               f"{cfg.envelope_loss_weight} x BCE + {cfg.class_loss_weight} x class, "
-              f"{cfg.epochs} epochs -> {paths.run_dir()}" + (f"\n[train] {note}" if note else ""))
+              f"{cfg.epochs} epochs -> {paths.run_dir()}" + "".join(f"\n[train] {n}" for n in
+                                                               (epochs_note, note) if n))
     task = EnvelopeTask(cfg, len(classes), train_all, minival_rows)
 
     def load(split):

@@ -71,9 +71,9 @@ import network
 from AudioDataLoader import Datalist, PatchDataset, minival_split
 
 TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
-              "RUN", "MODEL", "EPOCHS", "BATCH_SIZE", "OPTIMIZER", "LEARNING_RATE",
+              "RUN", "MODEL", "EPOCHS", "MIN_TRAIN_STEPS", "BATCH_SIZE", "OPTIMIZER", "LEARNING_RATE",
               "WEIGHT_DECAY", "L2_LAMBDA", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
-              "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
+              "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "SPEC_AUGMENT_MASKS", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
               "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
               "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
               "BODY_LR_SCALE", "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "TORCH_THREADS", "SEED",
@@ -158,8 +158,9 @@ class BalancedSampler(Sampler):
         return self.n
 
 
-def spec_augment(x, time_frames, freq_bands, gen):
-    """Zero one random time band (<= time_frames) and one band (<= freq_bands) per patch.
+def spec_augment(x, time_frames, freq_bands, gen, n_masks=1):
+    """Zero `n_masks` random time stretches (each <= time_frames) and `n_masks` random band
+    ranges (each <= freq_bands) per patch; masks may overlap.
 
     x: [B, C, bands, frames]; gen: torch.Generator (CPU) for reproducible masks.
     """
@@ -171,7 +172,12 @@ def spec_augment(x, time_frames, freq_bands, gen):
         pos = torch.arange(n)[None]
         return (pos >= start) & (pos < start + w)           # [B, n]
 
-    keep = ~(mask(n_bands, freq_bands)[:, :, None] | mask(n_frames, time_frames)[:, None, :])
+    bands = torch.zeros((b, n_bands), dtype=torch.bool)
+    frames = torch.zeros((b, n_frames), dtype=torch.bool)
+    for _ in range(n_masks):   # band then time, as with one mask: the same draws for n = 1
+        bands |= mask(n_bands, freq_bands)
+        frames |= mask(n_frames, time_frames)
+    keep = ~(bands[:, :, None] | frames[:, None, :])
     return x * keep[:, None].to(x.device, x.dtype)
 
 
@@ -260,7 +266,8 @@ class AudioClassification(ClassificationTask):
         if cfg.time_shift_frames > 0:
             x = time_shift(x, cfg.time_shift_frames, gen)
         if cfg.spec_augment:
-            x = spec_augment(x, cfg.time_mask_frames, cfg.freq_mask_bands, gen)
+            x = spec_augment(x, cfg.time_mask_frames, cfg.freq_mask_bands, gen,
+                             cfg.spec_augment_masks)
         return self.targets(x, y, gen, beta)
 
     def score_split(self, model, env, split, dataset, out_dir, shard=(1, 1)):
@@ -722,6 +729,18 @@ def choose_checkpoint(model, run_dir, cfg, env):
 
 # ---------------------------------------------------------------- main: build / fit / score
 
+def settle_epochs(cfg, loader):
+    """MIN_TRAIN_STEPS: raise cfg.epochs so that the run takes at least that many optimizer
+    steps (len(loader) per epoch); the run's record (its config) then holds the raised value.
+    Epoch 0 (scoring only) stays 0. -> a note for the log ("" when nothing changed)."""
+    steps = max(1, len(loader))
+    if cfg.min_train_steps <= 0 or cfg.epochs == 0 or cfg.epochs * steps >= cfg.min_train_steps:
+        return ""
+    asked, cfg.epochs = cfg.epochs, math.ceil(cfg.min_train_steps / steps)
+    return (f"MIN_TRAIN_STEPS {cfg.min_train_steps}: {cfg.epochs} epochs of {steps} steps "
+            f"instead of EPOCHS {asked}")
+
+
 def make_loader(train_set, cfg, env):
     """The training loader: each rank's share of a seeded shuffle (DistributedSampler, or
     BalancedSampler with BALANCED_SAMPLING), BATCH_SIZE / world per rank, the last partial
@@ -777,6 +796,7 @@ def build_audio(cfg, env, paths):
         sys.exit(f"error: {e}")
     init_note = start_model(model, cfg, env, fe)
     loader, sampler = make_loader(train_set, cfg, env)
+    epochs_note = settle_epochs(cfg, loader)
     meta = run_meta(cfg, classes, model, "audio", in_channels=fe.in_channels,
                     patch_shape=list(fe.patch_shape), front_end=fe.to_dict(),
                     feature=paths.feature_name, feature_dtype=record["feature_dtype"],
@@ -785,7 +805,8 @@ def build_audio(cfg, env, paths):
         print(f"[train] {cfg.model} on {env.device} x{env.world}: {len(train_set)} patches "
               f"{list(fe.patch_shape)} ({fe.name}) from {len(fit_rows)} tracks (minival "
               f"{len(minival_rows)} tracks), {len(classes)} classes, {cfg.epochs} epochs -> "
-              f"{paths.run_dir()}" + (f"\n[train] {init_note}" if init_note else ""))
+              f"{paths.run_dir()}" + "".join(f"\n[train] {n}" for n in (epochs_note, init_note)
+                                             if n))
     task = AudioClassification(cfg, len(classes), full_train, minival_rows)
 
     def load_split(split):
@@ -841,13 +862,15 @@ def build_visual(cfg, env, paths):
         sys.exit(f"error: {e}")
     init_note = start_model(model, cfg, env, None)
     loader, sampler = make_loader(train_set, cfg, env)
+    epochs_note = settle_epochs(cfg, loader)
     meta = run_meta(cfg, classes, model, "visual", in_channels=3, frames=settings.to_dict(),
                     pretrained_weights=cfg.pretrained_weights)
     if env.main:
         print(f"[train] {cfg.model} ({cfg.pretrained_weights} weights) on {env.device} "
               f"x{env.world}: {len(train_set)} frames {size} px from {len(fit_rows)} videos "
               f"(minival {len(minival_rows)} videos), {len(classes)} classes, {cfg.epochs} "
-              f"epochs -> {paths.run_dir()}" + (f"\n[train] {init_note}" if init_note else ""))
+              f"epochs -> {paths.run_dir()}" + "".join(f"\n[train] {n}" for n in
+                                                      (epochs_note, init_note) if n))
     task = VisualClassification(cfg, len(classes), train_split, minival_rows, cfg.per_frame)
     return dict(model=model, task=task, loader=loader, sampler=sampler, meta=meta,
                 load_split=lambda split: frame_split(paths, split, settings))

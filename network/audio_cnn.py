@@ -86,3 +86,15 @@ class PannsLikeCNN(PannsStyleCNN):
         kw.setdefault("n_convs", 2)
         kw.setdefault("embedding_dim", 512)
         super().__init__(n_classes, in_channels, **kw)
+
+
+@register("slim_cnn_fullres")
+class SlimCNNFullRes(PannsStyleCNN):
+    """slim_cnn without the strided stem: the first block sees every band and frame."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("widths", (32, 64, 128, 256))
+        kw.setdefault("n_convs", 1)
+        kw.setdefault("stem_stride", 1)
+        kw.setdefault("embedding_dim", 128)
+        super().__init__(n_classes, in_channels, **kw)

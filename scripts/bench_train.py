@@ -24,6 +24,19 @@ busy cores yield instead of spinning. Writes nothing outside its temporary folde
   python scripts/bench_train.py                                 # CPU, config.py's model
   python scripts/bench_train.py --channels-last --batch-size 32 --repeats 5
   python scripts/bench_train.py --device cuda --loader-workers 4 --tracks 4000
+
+With --compare-models A B ... it times instead the training step of each named model on the
+same in-memory batches (the "memory" feed; BATCH_SIZE, CHANNELS_LAST, augmentation as
+configured), interleaved, and prints each one's patches/s and its ratio to the first model's,
+each repeat's ratio and then the median: the speed of one default against another.
+--compare-recipes A.yaml B.yaml does the same for recipes (each one's model, batch size,
+augmentation, ...; TORCH_THREADS and DEVICE stay this command's) and also prints the epochs
+each would run on a training set of --tracks x --patches patches (EPOCHS, raised by
+MIN_TRAIN_STEPS) and so its seconds per training run.
+
+  python scripts/bench_train.py --compare-models slim_cnn slim_cnn_fullres --repeats 5
+  python scripts/bench_train.py --compare-recipes recipes/esc10.yaml recipes/audio_scratch.yaml \
+      --tracks 80 --patches 5     # ESC-10 low data: 80 clips of 5 patches
 """
 import json
 import os
@@ -117,15 +130,103 @@ def time_loader(loader):
     return n / (time.perf_counter() - t)
 
 
+def build_parts(name, cfg, env, n_batches, cuda):
+    """A fresh model of `name` (seeded), its optimizer, task, schedule and scaler."""
+    train.seed_everything(cfg.seed)
+    model = network.build_audio(name, cfg.num_classes, (64, 96)).to(env.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = train.make_optimizer(model, cfg)
+    task = train.AudioClassification(cfg, cfg.num_classes, None, [])
+    return (model, task, optimizer, train.make_scheduler(optimizer, cfg, n_batches),
+            torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp))
+
+
+def compare(entries, cfg, env):
+    """Training patches/s of each (label, settings) entry on in-memory batches, interleaved;
+    ratios to the first entry, per repeat then the median. Each entry trains its own model
+    with its own batch size and augmentation; the training set is --tracks x --patches
+    patches, so each entry's epochs (EPOCHS, raised by MIN_TRAIN_STEPS) and its seconds per
+    training run follow."""
+    cuda = env.device.type == "cuda"
+    n_patches = cfg.tracks * cfg.patches
+    parts, feeds, steps = {}, {}, {}
+    for label, c in entries:
+        steps[label] = max(1, n_patches // c.batch_size)
+        feeds[label] = memory_batches(steps[label], c, cfg.num_classes, cuda)
+        runs_for = c.epochs
+        c.epochs = 1 + cfg.repeats
+        parts[label] = build_parts(c.model, c, env, steps[label], cuda)
+        c.epochs = runs_for
+        time_epoch(feeds[label][:3], parts[label], c, env, 0)  # warm-up
+    labels = [label for label, _ in entries]
+    settings = dict(entries)
+    seconds = {label: [] for label in labels}
+    for r in range(cfg.repeats):  # interleaved, order rotated: a change in load hits all
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            seconds[label].append(time_epoch(feeds[label], parts[label], settings[label],
+                                             env, 1 + r))
+    device = torch.cuda.get_device_name(env.device) if cuda else \
+        f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+    print(f"[bench_train] training step compared on {device}"
+          f"{' with AMP' if cuda and cfg.amp else ''}: a training set of {n_patches} patches "
+          f"from memory, median of {cfg.repeats}; load average {os.getloadavg()[0]:.1f}")
+    base = labels[0]
+
+    def run_seconds(label):   # EPOCHS as train.py would settle them on this training set
+        c = cli.Settings(settings[label])
+        train.settle_epochs(c, range(steps[label]))
+        return c.epochs, c.epochs * statistics.median(seconds[label])
+
+    for label in labels:
+        c = settings[label]
+        rate = steps[label] * c.batch_size / statistics.median(seconds[label])
+        per_patch = [b / (steps[base] * settings[base].batch_size) * (steps[label] * c.batch_size)
+                     / t for b, t in zip(seconds[base], seconds[label])]
+        weights = sum(p.numel() for p in parts[label][0].parameters())
+        epochs, run_s = run_seconds(label)
+        base_run_s = run_seconds(base)[1]
+        print(f"  {label}: {c.model} ({weights / 1e6:.2f} M weights), batch {c.batch_size}: "
+              f"{rate:.0f} patches/s, ratio to {base} {statistics.median(per_patch):.2f} "
+              f"(repeats {' '.join(f'{x:.2f}' for x in per_patch)}); "
+              f"{statistics.median(seconds[label]):.2f} s per epoch x {epochs} epochs = "
+              f"{run_s:.0f} s per training run ({run_s / base_run_s:.2f} x {base}'s)")
+    return 0
+
+
 def main(argv=None):
     parser = cli.parser(__doc__, KEYS)
     parser.add_argument("--tracks", type=int, default=400)
     parser.add_argument("--patches", type=int, default=5, help="patches per track")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compare-models", nargs="+", metavar="MODEL", default=None,
+                        help="time these models' training step (memory feed) against the "
+                             "first one's, instead of the loaders")
+    parser.add_argument("--compare-recipes", nargs="+", metavar="FILE.yaml", default=None,
+                        help="the same for recipes: each one's keys over these settings "
+                             "(TORCH_THREADS and DEVICE stay this command's)")
     cfg = cli.parse(parser, argv)
     torch.set_num_threads(cfg.torch_threads or os.cpu_count())
     env = train.Dist(cfg.device)
+    if cfg.compare_models:
+        unknown = [n for n in cfg.compare_models if n not in network.names()]
+        if unknown:
+            parser.error(f"--compare-models: unknown model(s) {unknown}; "
+                         f"known: {', '.join(network.names())}")
+        return compare([(n, cli.Settings({**cfg, "model": n})) for n in cfg.compare_models],
+                       cfg, env)
+    if cfg.compare_recipes:
+        entries = []
+        for path in cfg.compare_recipes:
+            try:
+                keys = cli.load_yaml(path)
+            except (OSError, ValueError) as e:
+                parser.error(f"--compare-recipes: {e}")
+            own = {k.lower(): v for k, v in keys.items()
+                   if k not in ("TORCH_THREADS", "DEVICE")}
+            entries.append((Path(path).stem, cli.Settings({**cfg, **own})))
+        return compare(entries, cfg, env)
     cuda = env.device.type == "cuda"
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         datalist, feature_dir, packed = make_dataset(Path(tmp), cfg.tracks, cfg.patches,
@@ -137,16 +238,8 @@ def main(argv=None):
         loader_rate = {k: statistics.median(time_loader(feeds[k]) for _ in range(cfg.repeats))
                        for k in ("files", "packed")}
 
-        train.seed_everything(cfg.seed)
-        model = network.build_audio(cfg.model, cfg.num_classes, (64, 96)).to(env.device)
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
-        optimizer = train.make_optimizer(model, cfg)
-        epochs = 1 + cfg.repeats * len(feeds)
-        cfg.epochs = epochs  # the schedule spans every timed epoch
-        task = train.AudioClassification(cfg, cfg.num_classes, None, [])
-        parts = (model, task, optimizer, train.make_scheduler(optimizer, cfg, n_batches),
-                 torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp))
+        cfg.epochs = 1 + cfg.repeats * len(feeds)  # the schedule spans every timed epoch
+        parts = build_parts(cfg.model, cfg, env, n_batches, cuda)
         time_epoch(feeds["memory"][:3], parts, cfg, env, 0)  # warm-up
         seconds = {k: [] for k in feeds}
         names, epoch = list(feeds), 1

@@ -218,6 +218,51 @@ def test_spec_augment_zeroes_exactly_one_band_span_and_one_time_span():
     assert max(band_w) > 4 and max(frame_w) > 8 and len(set(frame_w)) > 5
 
 
+def test_spec_augment_masks_two_spans_each_and_one_mask_draws_as_before():
+    """SPEC_AUGMENT_MASKS 2: up to two runs of bands and two of frames per patch, each run
+    within its limit; with 1 the masks are those of the one-mask draw (same generator)."""
+    x = torch.rand(64, 1, 64, 96) + 1.0
+    one = train.spec_augment(x, 16, 8, torch.Generator().manual_seed(3))
+    again = train.spec_augment(x, 16, 8, torch.Generator().manual_seed(3), n_masks=1)
+    assert torch.equal(one, again)
+    y = train.spec_augment(x, 16, 8, torch.Generator().manual_seed(3), n_masks=2)
+    runs_seen = set()
+    for b in range(len(y)):
+        zero = y[b, 0] == 0
+        bands = zero.all(dim=1)
+        frames = zero.all(dim=0)
+        expect = bands[:, None] | frames[None, :]
+        assert torch.equal(zero, expect)                    # only whole bands and frames
+        for line, limit in ((bands, 8), (frames, 16)):
+            starts = int(line[0]) + int((line[1:] & ~line[:-1]).sum())
+            assert starts <= 2 and int(line.sum()) <= 2 * limit
+            runs_seen.add(starts)
+    assert 2 in runs_seen                                   # two separate spans do occur
+
+
+def test_min_train_steps_raises_the_epochs_and_the_record_says_so(syn, capsys):
+    """MIN_TRAIN_STEPS: a small training set runs ceil(steps / steps per epoch) epochs; the
+    checkpoint's config and log.csv hold the raised number; a large EPOCHS is left alone."""
+    out, common = syn
+    # 36 fit tracks x ~3.5 patches / batch 16 -> a few steps per epoch
+    train.main(common + ["--epochs", "1", "--min-train-steps", "20", "--run", "ms"])
+    run = out / "runs" / "syn" / "ms"
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    ckpt = train.load_checkpoint(run / "last.pt")
+    steps = ckpt["scheduler"]["last_epoch"] // len(rows)
+    assert len(rows) == ckpt["config"]["epochs"] == -(-20 // steps) > 1
+    assert ckpt["config"]["min_train_steps"] == 20
+    assert "MIN_TRAIN_STEPS 20" in capsys.readouterr().out
+    import types
+    loader = [None] * 7
+    c = types.SimpleNamespace(epochs=300, min_train_steps=2000)
+    assert train.settle_epochs(c, loader) == "" and c.epochs == 300
+    c = types.SimpleNamespace(epochs=0, min_train_steps=2000)   # scoring only stays so
+    assert train.settle_epochs(c, loader) == "" and c.epochs == 0
+    c = types.SimpleNamespace(epochs=40, min_train_steps=2000)
+    assert train.settle_epochs(c, loader) and c.epochs == 286
+
+
 def test_step_schedule_and_sgd(syn):
     """STEP_GAMMA every STEP_EPOCHS after warm-up; SGD (Nesterov) trains the model."""
     out, common = syn
