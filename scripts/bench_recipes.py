@@ -1,6 +1,6 @@
 """Audio training recipes on several development tasks: one table, means over tasks and seeds.
 
-A recipe (a YAML file of config.py keys, like recipes/esc10.yaml) is judged by its mean over
+A recipe (a YAML file of config.py keys, like recipes/audio_scratch.yaml, the default) is judged by its mean over
 the tasks and its spread over seeds, never by one task. Tasks (all trained from scratch by
 train.py, the LAST epoch's checkpoint scored unless the recipe says otherwise; a track's
 score is the mean of its patch softmax):
@@ -20,8 +20,9 @@ Writes data/esc10, file_lists/esc10 ... as scripts/bench_esc10.py (shared; low-d
                                                     per task, part and seed,
                                                     seconds per run, load, the recipe text
 
-  python scripts/bench_recipes.py --recipes recipes/esc10.yaml --seeds 0 1
+  python scripts/bench_recipes.py --seeds 0 1          # recipes/audio_scratch.yaml
   python scripts/bench_recipes.py --recipes recipes/esc10.yaml recipes/new.yaml --tasks esc10_low
+  python scripts/bench_recipes.py --recipes recipes/esc10.yaml --tasks esc10_low --epochs 160
   python scripts/bench_recipes.py --table npy_files/bench_recipes/*.json   # print, run nothing
 
 A finished (task, part, seed) run is reused when its recipe text and overrides are unchanged

@@ -180,3 +180,15 @@ def test_common_flags_are_accepted_by_the_whole_runbook(monkeypatch):
     for name in RUNBOOK:
         missing = common - set(flag_meanings(built_parser(monkeypatch, name)))
         assert not missing, (name, missing)
+
+
+def test_every_recipe_in_the_repository_is_valid_and_the_default_differs_as_documented():
+    """Each recipes/**.yaml names config keys with their types; the from-scratch default is
+    the old ESC-10 recipe plus its floor of optimizer steps (README, Benchmarks)."""
+    recipes = sorted((REPO / "recipes").rglob("*.yaml"))
+    assert len(recipes) >= 10
+    loaded = {p.relative_to(REPO / "recipes").as_posix(): cli.load_yaml(p) for p in recipes}
+    old, new = loaded["esc10.yaml"], loaded["audio_scratch.yaml"]
+    changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    assert changed == {"MIN_TRAIN_STEPS", "SPEC_AUGMENT_MASKS"}
+    assert new["SPEC_AUGMENT_MASKS"] == config.SPEC_AUGMENT_MASKS == 1 and new["MIN_TRAIN_STEPS"] > 0

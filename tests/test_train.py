@@ -253,6 +253,12 @@ def test_min_train_steps_raises_the_epochs_and_the_record_says_so(syn, capsys):
     assert len(rows) == ckpt["config"]["epochs"] == -(-20 // steps) > 1
     assert ckpt["config"]["min_train_steps"] == 20
     assert "MIN_TRAIN_STEPS 20" in capsys.readouterr().out
+    # a floor the run already reaches changes nothing: the same weights as without one
+    train.main(common + ["--epochs", "2", "--min-train-steps", "2", "--run", "floor"])
+    train.main(common + ["--epochs", "2", "--min-train-steps", "0", "--run", "nofloor"])
+    a, b = (train.load_checkpoint(out / "runs" / "syn" / r / "last.pt")["model"]
+            for r in ("floor", "nofloor"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
     import types
     loader = [None] * 7
     c = types.SimpleNamespace(epochs=300, min_train_steps=2000)
