@@ -118,7 +118,10 @@ class Dist:
             dist.barrier()
 
     def close(self):
+        """Every rank leaves together: a rank that tears gloo down while a peer is still
+        writing outputs can abort ("terminate called without an active exception")."""
         if self.world > 1:
+            dist.barrier()
             dist.destroy_process_group()
 
 
