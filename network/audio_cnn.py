@@ -89,12 +89,10 @@ class PannsLikeCNN(PannsStyleCNN):
 
 
 @register("slim_cnn_fullres")
-class SlimCNNFullRes(PannsStyleCNN):
-    """slim_cnn without the strided stem: the first block sees every band and frame."""
+class SlimCNNFullRes(SlimCNN):
+    """slim_cnn without the strided stem: the first block sees every band and frame
+    (~3x the compute per patch; no better on the development tasks, README Benchmarks)."""
 
     def __init__(self, n_classes, in_channels=1, **kw):
-        kw.setdefault("widths", (32, 64, 128, 256))
-        kw.setdefault("n_convs", 1)
         kw.setdefault("stem_stride", 1)
-        kw.setdefault("embedding_dim", 128)
         super().__init__(n_classes, in_channels, **kw)
