@@ -282,7 +282,7 @@ def build_envelope(cfg, env, paths):
         model.feature_std.copy_(torch.from_numpy(frames_.std(0) + 1e-3))
     note = train.start_model(model, cfg, env, None)
     loader, sampler = train.make_loader(train_set, cfg, env)
-    epochs_note = train.settle_epochs(cfg, loader)
+    epochs_note = train.settle_epochs(cfg, len(loader))
     meta = train.run_meta(cfg, classes, model, "envelope", frames=paths.frame_settings.to_dict(),
                           envelope_record=envelope.read_record(envelope.envelope_dir(paths, cfg)),
                           input_dim=dim, backbone=cfg.envelope_backbone)

@@ -71,10 +71,11 @@ import network
 from AudioDataLoader import Datalist, PatchDataset, minival_split
 
 TRAIN_KEYS = ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED",
-              "RUN", "MODEL", "EPOCHS", "MIN_TRAIN_STEPS", "BATCH_SIZE", "OPTIMIZER", "LEARNING_RATE",
-              "WEIGHT_DECAY", "L2_LAMBDA", "MOMENTUM", "SCHEDULE", "WARMUP_EPOCHS", "STEP_EPOCHS",
-              "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT", "SPEC_AUGMENT_MASKS", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS",
-              "TIME_SHIFT_FRAMES", "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
+              "RUN", "MODEL", "EPOCHS", "MIN_TRAIN_STEPS", "BATCH_SIZE", "OPTIMIZER",
+              "LEARNING_RATE", "WEIGHT_DECAY", "L2_LAMBDA", "MOMENTUM", "SCHEDULE",
+              "WARMUP_EPOCHS", "STEP_EPOCHS", "STEP_GAMMA", "MIXUP_ALPHA", "SPEC_AUGMENT",
+              "SPEC_AUGMENT_MASKS", "TIME_MASK_FRAMES", "FREQ_MASK_BANDS", "TIME_SHIFT_FRAMES",
+              "LABEL_SMOOTHING", "BALANCED_SAMPLING", "MINIVAL_FRACTION",
               "EVAL_CHECKPOINT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS", "FREEZE_BODY_EPOCHS",
               "BODY_LR_SCALE", "AMP", "CHANNELS_LAST", "LOADER_WORKERS", "TORCH_THREADS", "SEED",
               "DEVICE", "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS",
@@ -732,11 +733,11 @@ def choose_checkpoint(model, run_dir, cfg, env):
 
 # ---------------------------------------------------------------- main: build / fit / score
 
-def settle_epochs(cfg, loader):
+def settle_epochs(cfg, steps_per_epoch):
     """MIN_TRAIN_STEPS: raise cfg.epochs so that the run takes at least that many optimizer
-    steps (len(loader) per epoch); the run's record (its config) then holds the raised value.
-    Epoch 0 (scoring only) stays 0. -> a note for the log ("" when nothing changed)."""
-    steps = max(1, len(loader))
+    steps; the run's record (its config) then holds the raised value. Epoch 0 (scoring only)
+    stays 0. -> a note for the log ("" when nothing changed)."""
+    steps = max(1, steps_per_epoch)
     if cfg.min_train_steps <= 0 or cfg.epochs == 0 or cfg.epochs * steps >= cfg.min_train_steps:
         return ""
     asked, cfg.epochs = cfg.epochs, math.ceil(cfg.min_train_steps / steps)
@@ -799,7 +800,7 @@ def build_audio(cfg, env, paths):
         sys.exit(f"error: {e}")
     init_note = start_model(model, cfg, env, fe)
     loader, sampler = make_loader(train_set, cfg, env)
-    epochs_note = settle_epochs(cfg, loader)
+    epochs_note = settle_epochs(cfg, len(loader))
     meta = run_meta(cfg, classes, model, "audio", in_channels=fe.in_channels,
                     patch_shape=list(fe.patch_shape), front_end=fe.to_dict(),
                     feature=paths.feature_name, feature_dtype=record["feature_dtype"],
@@ -865,7 +866,7 @@ def build_visual(cfg, env, paths):
         sys.exit(f"error: {e}")
     init_note = start_model(model, cfg, env, None)
     loader, sampler = make_loader(train_set, cfg, env)
-    epochs_note = settle_epochs(cfg, loader)
+    epochs_note = settle_epochs(cfg, len(loader))
     meta = run_meta(cfg, classes, model, "visual", in_channels=3, frames=settings.to_dict(),
                     pretrained_weights=cfg.pretrained_weights)
     if env.main:

@@ -154,10 +154,8 @@ def compare(entries, cfg, env):
     for label, c in entries:
         steps[label] = max(1, n_patches // c.batch_size)
         feeds[label] = memory_batches(steps[label], c, cfg.num_classes, cuda)
-        runs_for = c.epochs
-        c.epochs = 1 + cfg.repeats
-        parts[label] = build_parts(c.model, c, env, steps[label], cuda)
-        c.epochs = runs_for
+        timed = cli.Settings({**c, "epochs": 1 + cfg.repeats})  # the schedule spans them
+        parts[label] = build_parts(c.model, timed, env, steps[label], cuda)
         time_epoch(feeds[label][:3], parts[label], c, env, 0)  # warm-up
     labels = [label for label, _ in entries]
     settings = dict(entries)
@@ -172,25 +170,25 @@ def compare(entries, cfg, env):
           f"{' with AMP' if cuda and cfg.amp else ''}: a training set of {n_patches} patches "
           f"from memory, median of {cfg.repeats}; load average {os.getloadavg()[0]:.1f}")
     base = labels[0]
-
-    def run_seconds(label):   # EPOCHS as train.py would settle them on this training set
+    # patches/s of each repeat; EPOCHS as train.py would settle them on this training set
+    rates = {label: [steps[label] * settings[label].batch_size / t for t in seconds[label]]
+             for label in labels}
+    epochs, run_s = {}, {}
+    for label in labels:
         c = cli.Settings(settings[label])
-        train.settle_epochs(c, range(steps[label]))
-        return c.epochs, c.epochs * statistics.median(seconds[label])
-
+        train.settle_epochs(c, steps[label])
+        epochs[label], run_s[label] = c.epochs, c.epochs * statistics.median(seconds[label])
     for label in labels:
         c = settings[label]
         rate = steps[label] * c.batch_size / statistics.median(seconds[label])
-        per_patch = [b / (steps[base] * settings[base].batch_size) * (steps[label] * c.batch_size)
-                     / t for b, t in zip(seconds[base], seconds[label])]
+        per_patch = [r / b for r, b in zip(rates[label], rates[base])]
         weights = sum(p.numel() for p in parts[label][0].parameters())
-        epochs, run_s = run_seconds(label)
-        base_run_s = run_seconds(base)[1]
         print(f"  {label}: {c.model} ({weights / 1e6:.2f} M weights), batch {c.batch_size}: "
               f"{rate:.0f} patches/s, ratio to {base} {statistics.median(per_patch):.2f} "
               f"(repeats {' '.join(f'{x:.2f}' for x in per_patch)}); "
-              f"{statistics.median(seconds[label]):.2f} s per epoch x {epochs} epochs = "
-              f"{run_s:.0f} s per training run ({run_s / base_run_s:.2f} x {base}'s)")
+              f"{statistics.median(seconds[label]):.2f} s per epoch x {epochs[label]} epochs = "
+              f"{run_s[label]:.0f} s per training run ({run_s[label] / run_s[base]:.2f} x "
+              f"{base}'s)")
     return 0
 
 
