@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-import audio
+from soundtrack import audio
 
 
 class Datalist:

@@ -6,7 +6,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 DATASET ?= demo
 RUN ?= cnn_mel
 VIDEO_NAME ?= video
@@ -46,9 +46,11 @@ TIMED_STEPS := start=$$(date +%s); set -e; export $(DEMO_CPU); \
 
 .PHONY: venv demo test clean-demo two-phase two-phase-phase1 envelope clean-envelope
 
-$(STAMP): requirements.txt
+# the pinned set, then the project itself, editable: scripts and tests import `soundtrack`
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)

@@ -24,7 +24,7 @@ Two sources: the first source's weight takes FUSION_GRID_STEPS values 0, 1/(step
 {k / m : k integer, sum k = m} with the finest m <= steps-1 that gives at most
 MAX_SIMPLEX_POINTS points (3 sources: m = 30, 496 points). Cost: one pass of
 G x n x C x S multiply-adds and G x n x C comparisons (G grid points), in row chunks that fit
-the cache (timings: ``scripts/bench_fusion.py``). Selection: highest top-1, ties broken by
+the cache (timings: ``benchmarks/bench_fusion.py``). Selection: highest top-1, ties broken by
 top-5, then by the smallest distance to equal weights, then by grid order (smaller weight on
 the first source).
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import config
-import metrics as metrics_module  # one softmax and one tie rule for the project
+from soundtrack import metrics as metrics_module  # one softmax and one tie rule for the project
 
 KINDS = ("auto", "probs", "logits")
 PROBS_SUM_TOLERANCE = 1e-3       # |row sum - 1| allowed for a probability row

@@ -18,7 +18,6 @@ mel matrices (``spectrogram_extractor.*``, ``logmel_extractor.*``): ``network.pr
 checks them against audio.py's and drops them. PANNs' own SpecAugment and mixup are the
 training task's (train.py) here.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numpy._core.multiarray import _reconstruct, scalar
 
-import audio
+from soundtrack import audio
 
 # Plain numeric dtypes only (numpy 2 rebuilds a pickled dtype as an instance of its class,
 # e.g. numpy.dtypes.Float64DType); an object array needs more and is refused.

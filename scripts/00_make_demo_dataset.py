@@ -42,21 +42,18 @@ nuisances (camera clicks, two or three hits, silent hits). It writes
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from scipy import fft, signal
 
-import numpy as np  # noqa: E402
-from scipy import fft, signal  # noqa: E402
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import impacts  # noqa: E402
-import media  # noqa: E402
-from jobs import parallel  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack.envelope import impacts
+from soundtrack import media
+from soundtrack.jobs import parallel
 
 # ---------------------------------------------------------------- generator constants
 SPLITS = ["train", "val"]

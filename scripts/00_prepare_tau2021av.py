@@ -50,12 +50,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import jobs  # noqa: E402
-import media  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import jobs
+from soundtrack import media
 
 EXIT_SOME_SKIPPED = 3
 MANIFEST_NAME = "tau2021_manifest.json"

@@ -14,12 +14,9 @@ Row order is by id everywhere downstream; ids, never positions, join the stages.
 A class folder in another split that TRAIN_SPLIT lacks is an error (labels would shift).
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
 
 
 def list_split(video_root, split, extensions):

@@ -27,12 +27,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import jobs  # noqa: E402
-import media  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import jobs
+from soundtrack import media
 
 EXIT_SOME_FAILED = 3
 

@@ -35,15 +35,13 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import audio  # noqa: E402
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import jobs  # noqa: E402
-import media  # noqa: E402
+from soundtrack import audio
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import jobs
+from soundtrack import media
 
 EXIT_SOME_FAILED = 3
 

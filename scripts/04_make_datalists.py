@@ -23,14 +23,11 @@ are left out and counted.
 """
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
 
 
 def read_record(paths):

@@ -18,15 +18,12 @@ Accuracy follows metrics.topk_accuracy's tie rule (a tie counts against the row)
 """
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import metrics  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import metrics
 
 
 def check_contract(out, split, video_list):

@@ -41,11 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import fusion  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+import fusion
 
 SHOW_IDS = 10  # ids printed / reported per problem (with the full count)
 

@@ -47,13 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import fusion  # noqa: E402
-import learned_fusion  # noqa: E402
-import metrics  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+import fusion
+from soundtrack import learned_fusion
+from soundtrack import metrics
 
 RESERVED_NAMES = {"fused", "oracle", "gain", "learned", "n", "settings", "sources", "versions",
                   "git_commit", "git_dirty", "n_classes", "best_single"}

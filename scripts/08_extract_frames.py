@@ -28,48 +28,14 @@ when any has no video stream).
 """
 import functools
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import frames  # noqa: E402
-import jobs  # noqa: E402
-import media  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import jobs
+from soundtrack import media
+from soundtrack.frame_extraction import SUFFIX, extract, prepare_folder
 
 EXIT_SOME_FAILED = 3
-SUFFIX = ".npz"
-
-
-def extract(item, frame_dir, settings, ffmpeg, timeout_s):
-    """(id, video path or None) -> Outcome; writes <frame_dir>/<id>.npz or a status file."""
-    vid, path = item
-    try:
-        if path is None:
-            raise media.MediaError("failed", "video file not found under the video root")
-        jpeg, offsets, times = media.decode_jpeg_frames(
-            path, settings.size_pixels, settings.rate, settings.jpeg_qscale, ffmpeg, timeout_s)
-    except media.MediaError as e:
-        jobs.write_status(frame_dir, vid, e.kind, e.reason)
-        return jobs.Outcome(vid, e.kind, e.reason)
-    frames.save_video(Path(frame_dir) / (vid + SUFFIX), jpeg, offsets, times)
-    jobs.clear_status(frame_dir, vid)
-    return jobs.Outcome(vid, "done")
-
-
-def prepare_folder(frame_dir, settings):
-    """Write frames.json for a new folder; refuse one made with other settings."""
-    if (Path(frame_dir) / frames.RECORD).exists():
-        try:
-            frames.check_settings(frames.read_record(frame_dir), settings,
-                                  str(Path(frame_dir) / frames.RECORD), "these settings")
-        except ValueError as e:
-            sys.exit(f"error: {e}; use another FRAME_ROOT or delete the folder")
-    else:
-        frames.write_record(frame_dir, settings)
-
-
 def main(argv=None):
     parser = cli.parser(__doc__, ["FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS",
                                   "FRAME_JPEG_QSCALE", "FFMPEG", "FFMPEG_TIMEOUT_SECONDS",
@@ -82,7 +48,10 @@ def main(argv=None):
         parser.error(str(e))
     ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)  # fail now, not once per video
     frame_dir = paths.frame_dir
-    prepare_folder(frame_dir, settings)
+    try:
+        prepare_folder(frame_dir, settings)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     work = functools.partial(extract, frame_dir=str(frame_dir), settings=settings,
                              ffmpeg=ffmpeg, timeout_s=cfg.ffmpeg_timeout_seconds)
     print(f"[08] frames at {settings.frames_per_second} fps, {settings.size_pixels} px "

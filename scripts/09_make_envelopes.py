@@ -31,16 +31,13 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import envelope  # noqa: E402
-import frames  # noqa: E402
-import jobs  # noqa: E402
-import media  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack.envelope import target
+from soundtrack import frames
+from soundtrack import jobs
+from soundtrack import media
 
 EXIT_SOME_FAILED = 3
 SUFFIX = ".npy"
@@ -62,8 +59,8 @@ def make_one(item, out_dir, frame_dir, sigma_s, floor, ffmpeg, timeout_s):
             times = frames.load_video(frames_file, ("times",))["times"]
         except ValueError as e:
             raise media.MediaError("failed", str(e)) from None
-        x, rate = envelope.read_first_channel(path, ffmpeg, timeout_s)
-        env, silent = envelope.frame_envelope(x, rate, times, sigma_s, floor)
+        x, rate = media.read_first_channel(path, ffmpeg, timeout_s)
+        env, silent = target.frame_envelope(x, rate, times, sigma_s, floor)
     except media.MediaError as e:
         jobs.write_status(out_dir, vid, e.kind, e.reason)
         return jobs.Outcome(vid, e.kind, e.reason)
@@ -86,7 +83,7 @@ def record(cfg, frame_settings):
 
 
 def prepare_folder(out_dir, rec):
-    path = Path(out_dir) / envelope.RECORD
+    path = Path(out_dir) / target.RECORD
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         if old != rec:
@@ -102,7 +99,7 @@ def main(argv=None):
     paths = datafiles.Paths(cfg)
     try:
         settings = paths.frame_settings
-        out_dir = envelope.envelope_dir(paths, cfg)
+        out_dir = target.envelope_dir(paths, cfg)
         if cfg.envelope_sigma_seconds <= 0:
             raise ValueError(f"ENVELOPE_SIGMA_SECONDS must be > 0, got "
                              f"{cfg.envelope_sigma_seconds}")
@@ -120,7 +117,7 @@ def main(argv=None):
     bad = 0
     for split in cfg.splits:
         ids, items = datafiles.split_videos(paths, split, cfg.video_extensions)
-        lists = {w: envelope.envelope_list(paths, cfg, split, w)
+        lists = {w: target.envelope_list(paths, cfg, split, w)
                  for w in ("envelopes", "no_audio", "no_video", "failed")}
         summary = jobs.run_split(
             "09 envelopes", split, ids, items, work, cfg, out_dir, SUFFIX,
@@ -132,7 +129,7 @@ def main(argv=None):
         state = jobs.split_state(ids, out_dir, SUFFIX)
         silent = [f"{i}\t{r.partition(': ')[2]}" for i, (s, r) in state.items()
                   if s == "done" and r.startswith("silent")]
-        datafiles.write_lines(envelope.envelope_list(paths, cfg, split, "silent"), silent)
+        datafiles.write_lines(target.envelope_list(paths, cfg, split, "silent"), silent)
         print(f"  {split}: {len(silent)} silent clips kept unscaled")
         bad += summary.failed
     return EXIT_SOME_FAILED if bad else 0

@@ -30,13 +30,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import envelope  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack.envelope import evaluation, target
 
 KEYS = ["RUN", "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS", "FRAME_JPEG_QSCALE",
         "ENVELOPE_ROOT", "ENVELOPE_SIGMA_SECONDS", "ENVELOPE_SILENT_FLOOR",
@@ -114,7 +112,7 @@ def baselines(ids, labels, truth, train_env, train_labels, n_classes, seed):
 # ---------------------------------------------------------------- scoring
 
 def score_all(ids, preds, truth, cfg):
-    return [envelope.clip_metrics(preds[i], truth[i], cfg.peak_height, cfg.peak_prominence,
+    return [evaluation.clip_metrics(preds[i], truth[i], cfg.peak_height, cfg.peak_prominence,
                             cfg.onset_tolerance_frames) for i in ids]
 
 
@@ -124,12 +122,12 @@ def event_breakdown(ids, rows, times, manifest, tolerance):
     out = {}
     for i, row in zip(ids, rows):
         for e in by_id.get(i, {}).get("events", []):
-            f = envelope.event_frame(e["time"], times[i])
+            f = evaluation.event_frame(e["time"], times[i])
             d = out.setdefault(e["kind"], {"events": 0, "with_predicted_peak": 0,
                                            "with_true_peak": 0})
             d["events"] += 1
-            d["with_predicted_peak"] += envelope.near(row["pred_peaks"], f, tolerance)
-            d["with_true_peak"] += envelope.near(row["true_peaks"], f, tolerance)
+            d["with_predicted_peak"] += evaluation.near(row["pred_peaks"], f, tolerance)
+            d["with_true_peak"] += evaluation.near(row["true_peaks"], f, tolerance)
     for d in out.values():
         d["share_predicted"] = d["with_predicted_peak"] / d["events"]
         d["share_true"] = d["with_true_peak"] / d["events"]
@@ -143,10 +141,10 @@ def rating_table(ids, rows, labels, classes):
         rs = [r["rating"] for r, y in zip(rows, labels) if y == c]
         if not rs:
             continue
-        g, n, b = (rs.count(k) for k in envelope.RATINGS)
+        g, n, b = (rs.count(k) for k in evaluation.RATINGS)
         table.append((name, len(rs), f"{g}(1) + {n}(0) + {b}(-1) = {g - b}", g - b))
     rs = [r["rating"] for r in rows]
-    g, n, b = (rs.count(k) for k in envelope.RATINGS)
+    g, n, b = (rs.count(k) for k in evaluation.RATINGS)
     table.append(("TOTAL", len(rs), f"{g}(1) + {n}(0) + {b}(-1) = {g - b}", g - b))
     return table
 
@@ -187,7 +185,7 @@ def plot_ratings(out_dir, ids, rows, preds, truth, times, manifest):
     by_id = {v["id"]: v for v in (manifest or {}).get("videos", [])}
     colours = {"hit": "tab:green", "click": "tab:red", "silent_hit": "tab:purple"}
     written = []
-    for kind in envelope.RATINGS:
+    for kind in evaluation.RATINGS:
         chosen = [(i, r) for i, r in zip(ids, rows) if r["rating"] == kind][:PLOT_CLIPS]
         if not chosen:
             continue
@@ -271,15 +269,15 @@ def main(argv=None):
     paths = datafiles.Paths(cfg)
     split = cfg.eval_split
     try:
-        env_dir = envelope.envelope_dir(paths, cfg)
+        env_dir = target.envelope_dir(paths, cfg)
         pred_path = paths.npy_dir() / f"{split}_envelope.npz"
         ids, preds, times = read_predictions(pred_path)
-        truth = envelope.load_envelopes(env_dir, ids)
+        truth = target.load_envelopes(env_dir, ids)
         classes = datafiles.read_classes(paths.classes)
         labels = datafiles.labels_for(paths.video_list(split), ids)
-        train_ids = datafiles.read_ids(envelope.envelope_list(paths, cfg, cfg.train_split,
+        train_ids = datafiles.read_ids(target.envelope_list(paths, cfg, cfg.train_split,
                                                               "envelopes"))
-        train_env = list(envelope.load_envelopes(env_dir, train_ids).values())
+        train_env = list(target.load_envelopes(env_dir, train_ids).values())
         train_labels = datafiles.labels_for(paths.video_list(cfg.train_split), train_ids)
         for i in ids:
             if len(preds[i]) != len(truth[i]):
@@ -295,11 +293,11 @@ def main(argv=None):
     for name, b in baselines(ids, labels, truth, train_env, train_labels, len(classes),
                              cfg.seed).items():
         rows[name] = score_all(ids, b, truth, cfg)
-    methods = {k: envelope.summary(v) for k, v in rows.items()}
+    methods = {k: evaluation.summary(v) for k, v in rows.items()}
     versus = {}
-    for key, stat in (("onset_f1", envelope.stat_f1), ("mean_r", envelope.stat_r)):
+    for key, stat in (("onset_f1", evaluation.stat_f1), ("mean_r", evaluation.stat_r)):
         best = max((k for k in methods if k != "model"), key=lambda k: methods[k][key])
-        d, lo, hi = envelope.paired_bootstrap(rows["model"], rows[best], stat,
+        d, lo, hi = evaluation.paired_bootstrap(rows["model"], rows[best], stat,
                                         cfg.bootstrap_samples, cfg.seed)
         versus[key] = dict(baseline=best, difference=d, low=lo, high=hi)
     out_dir = paths.npy / "envelope"

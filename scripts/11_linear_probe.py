@@ -23,16 +23,13 @@ tracks, SEED), then refitted on all of TRAIN_SPLIT (linear_probe.py). Steps 06-0
 """
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import linear_probe  # noqa: E402
-import metrics  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import linear_probe
+from soundtrack import metrics
 
 PROBE_KEYS = ["RUN", "PROBE_L2_GRID", "MINIVAL_FRACTION", "SEED"]
 

@@ -59,13 +59,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import fusion  # noqa: E402
-import learned_fusion  # noqa: E402
-import metrics  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+import fusion
+from soundtrack import learned_fusion
+from soundtrack import metrics
 
 ARRAYS = ("scores", "logits", "embedding")
 GROUP_PREFIXES = {"aud_": "audio", "vis_": "visual"}

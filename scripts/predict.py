@@ -48,16 +48,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import audio  # noqa: E402
-import cli  # noqa: E402
-import config  # noqa: E402
-import datafiles  # noqa: E402
-import frames  # noqa: E402
-import media  # noqa: E402
-import metrics  # noqa: E402
-import network  # noqa: E402
+from soundtrack import audio
+from soundtrack import cli
+import config
+from soundtrack import datafiles
+from soundtrack import frames
+from soundtrack import media
+from soundtrack import metrics
+import network
 
 EXIT_SOME_FAILED = 3
 TOP_K = 5
@@ -222,7 +220,7 @@ class TwoPhaseClassifier:
     Phase II model (phase2_F<k>.pt, protocol (a)) fuses them."""
 
     def __init__(self, path, paths, device="cpu", saved=None):
-        import learned_fusion
+        from soundtrack import learned_fusion
         self.path = Path(path)
         self.model, self.record = learned_fusion.load_model(path)
         self.predict_saved = learned_fusion.predict_saved

@@ -1,4 +1,5 @@
-"""Shared test helpers: import the repository's modules and numbered scripts, make media."""
+"""Shared test helpers: load the numbered scripts and benchmarks, make media."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,12 +10,30 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO))
 
-import audio  # noqa: E402
-import datafiles  # noqa: E402
-import media  # noqa: E402
-from cli import load_script  # noqa: E402,F401 - tests import it from here
+from soundtrack import audio
+from soundtrack import datafiles
+from soundtrack import media
+
+
+def load_script(name):
+    """scripts/<name>.py (or benchmarks/<name>.py) as a module, to call a step's main()
+    in-process (their names start with digits, so `import` cannot). One module object per
+    script, registered in sys.modules so that worker processes can unpickle its functions by
+    name. A benchmark's folder goes on sys.path, as when Python runs it (its sibling module
+    esc10.py)."""
+    key = f"script_{name}"
+    if key not in sys.modules:
+        path = REPO / "scripts" / f"{name}.py"
+        if not path.exists():
+            path = REPO / "benchmarks" / f"{name}.py"
+            if str(path.parent) not in sys.path:
+                sys.path.append(str(path.parent))
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-import audio
+from soundtrack import audio
 from conftest import SHARED_DATA
 
 ESC10_AUDIO = SHARED_DATA / "esc10" / "audio"      # real 5 s clips, 16 kHz mono FLAC

@@ -1,15 +1,15 @@
-"""scripts/bench_esc10.py's data preparation on a 2-fold miniature of ESC-10, and the time
+"""benchmarks/bench_esc10.py's data preparation on a 2-fold miniature of ESC-10, and the time
 shift augmentation its recipe uses."""
 import numpy as np
 import soundfile
 import torch
 
-import audio
-import datafiles
+from soundtrack import audio
+from soundtrack import datafiles
 from AudioDataLoader import Datalist
 from conftest import REPO, load_script, sine
 
-import train
+from soundtrack.training import objectives
 
 bench = load_script("bench_esc10")
 CATEGORIES = {"dog": 500.0, "rain": 2000.0}          # category -> tone, Hz
@@ -62,7 +62,7 @@ def test_missing_dataset_is_a_clean_skip(tmp_path, capsys):
 
 def test_time_shift_rolls_each_patch_by_its_own_amount():
     x = torch.arange(4 * 96, dtype=torch.float32).reshape(4, 1, 1, 96).expand(4, 1, 64, 96)
-    out = train.time_shift(x.contiguous(), 10, torch.Generator().manual_seed(0))
+    out = objectives.time_shift(x.contiguous(), 10, torch.Generator().manual_seed(0))
     shifts = []
     for b in range(4):
         s = int((out[b, 0, 0, 0] - x[b, 0, 0, 0]).item()) % 96

@@ -1,4 +1,4 @@
-"""scripts/bench_frontend.py end to end on a few short videos: it races like against like
+"""benchmarks/bench_frontend.py end to end on a few short videos: it races like against like
 (the same wavs from both sides) and every ratio it prints is the quotient of the times it
 prints beside it, the right way up."""
 import os

@@ -1,4 +1,4 @@
-"""scripts/bench_train.py --compare-recipes: each recipe's own step, and its epochs settled."""
+"""benchmarks/bench_train.py --compare-recipes: each recipe's own step, and its epochs settled."""
 import re
 
 import pytest

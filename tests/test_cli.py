@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-import cli
+from soundtrack import cli
 import config
 import train
 from conftest import REPO, load_script

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-import media
+from soundtrack import media
 from conftest import load_script
 
 make_demo = load_script("00_make_demo_dataset")

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-import datafiles
-import metrics
+from soundtrack import datafiles
+from soundtrack import metrics
 import train
 from conftest import load_script
 
@@ -47,7 +47,7 @@ def test_runbook_end_to_end(tmp_path, capsys):
     common = ["--dataset", "tiny", "--data-root", str(tmp_path / "data"),
               "--output-root", str(tmp_path), "--workers", "2"]
     # the visual run's per-frame features line up with step 08's frames, video by video
-    import frames
+    from soundtrack import frames
     frame_dir = tmp_path / "data" / "tiny" / "frames" / "32px_2fps"
     video_ids = datafiles.read_ids(vnpy / "val_ids.txt")
     track, times = np.load(vnpy / "val_patch_track.npy"), np.load(vnpy / "val_frame_times.npy")

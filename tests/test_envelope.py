@@ -6,8 +6,8 @@ import subprocess
 import numpy as np
 import pytest
 
-import envelope
-import media
+from soundtrack.envelope import evaluation, target
+from soundtrack import media
 from conftest import load_script, make_video
 from test_frames import VFR_TIMES, container_times
 
@@ -38,13 +38,13 @@ def test_clicks_between_frame_times_peak_on_their_frames():
     rate, seconds = 44100, 3.0
     times = np.arange(int(seconds * FPS)) / FPS
     x = click_train([t for t, _ in CLICKS], rate, seconds)
-    env, silent = envelope.frame_envelope(x, rate, times, SIGMA, 0.05)
+    env, silent = target.frame_envelope(x, rate, times, SIGMA, 0.05)
     assert not silent and env.dtype == np.float32 and env.shape == times.shape
-    peaks = envelope.pick_peaks(env, 0.3, 0.2)
+    peaks = evaluation.pick_peaks(env, 0.3, 0.2)
     assert peaks.tolist() == [k for _, k in CLICKS]
     # the bug this guards against: the smoothed magnitude sampled at the frame instants
     # misses every click that is not on a frame time
-    smooth = envelope.smoothed_magnitude(x, rate, SIGMA)
+    smooth = target.smoothed_magnitude(x, rate, SIGMA)
     at_instants = smooth[np.round(times * rate).astype(int)]
     assert at_instants[12] < 0.01 * smooth.max() and at_instants[21] < 0.01 * smooth.max()
 
@@ -53,39 +53,39 @@ def test_clicks_between_frame_times_peak_on_their_frames():
 def test_sigma_is_in_seconds_at_every_rate(rate):
     x = np.zeros(rate, np.float32)
     x[rate // 2] = 1.0
-    s = envelope.smoothed_magnitude(x, rate, SIGMA)
+    s = target.smoothed_magnitude(x, rate, SIGMA)
     t = (np.arange(rate) - rate // 2) / rate
     width = np.sqrt(np.sum(s * t ** 2) / np.sum(s))
     assert width == pytest.approx(SIGMA, rel=0.02)
     # the same click train gives the same frame envelope at every rate
     times = np.arange(36) / FPS
-    ref = envelope.frame_envelope(click_train([t for t, _ in CLICKS], 44100, 3.0), 44100,
+    ref = target.frame_envelope(click_train([t for t, _ in CLICKS], 44100, 3.0), 44100,
                                   times, SIGMA, 0.05)[0]
-    got = envelope.frame_envelope(click_train([t for t, _ in CLICKS], rate, 3.0), rate,
+    got = target.frame_envelope(click_train([t for t, _ in CLICKS], rate, 3.0), rate,
                                   times, SIGMA, 0.05)[0]
     np.testing.assert_allclose(got, ref, atol=0.03)
 
 
 def test_frame_edges_tile_a_variable_frame_rate():
-    edges = envelope.frame_edges(VFR_TIMES)
+    edges = target.frame_edges(VFR_TIMES)
     np.testing.assert_allclose(edges, [-0.05, 0.05, 0.2, 0.45, 0.8, 1.25, 1.75])
     with pytest.raises(ValueError, match="increase"):
-        envelope.frame_edges([0.0, 0.2, 0.1])
+        target.frame_edges([0.0, 0.2, 0.1])
 
 
 def test_peaks_at_the_ends_count_but_a_flat_sloping_envelope_has_none():
-    assert envelope.pick_peaks(np.linspace(0.49, 0.47, 30), 0.3, 0.2).tolist() == []
-    assert envelope.pick_peaks([1.0, 0.2, 0.1, 0.1], 0.3, 0.2).tolist() == [0]
-    assert envelope.pick_peaks([0.1, 0.1, 0.2, 1.0], 0.3, 0.2).tolist() == [3]
+    assert evaluation.pick_peaks(np.linspace(0.49, 0.47, 30), 0.3, 0.2).tolist() == []
+    assert evaluation.pick_peaks([1.0, 0.2, 0.1, 0.1], 0.3, 0.2).tolist() == [0]
+    assert evaluation.pick_peaks([0.1, 0.1, 0.2, 1.0], 0.3, 0.2).tolist() == [3]
 
 
 def test_match_is_one_to_one_within_tolerance():
-    assert envelope.match([10, 11], [10], 1) == 1              # two predictions, one true peak
-    assert envelope.match([10, 12], [11, 13], 1) == 2          # needs the best assignment
-    assert envelope.match([10], [12], 1) == 0
-    assert envelope.prf(0, 0, 0) == (1.0, 1.0, 1.0) and envelope.prf(0, 1, 0)[2] == 0.0
-    assert envelope.rating(1.0, 0.6) == "good" and envelope.rating(1.0, 0.3) == "not_so_good"
-    assert envelope.rating(0.5, 0.1) == "bad" and envelope.rating(0.0, 0.9) == "bad"
+    assert evaluation.match([10, 11], [10], 1) == 1              # two predictions, one true peak
+    assert evaluation.match([10, 12], [11, 13], 1) == 2          # needs the best assignment
+    assert evaluation.match([10], [12], 1) == 0
+    assert evaluation.prf(0, 0, 0) == (1.0, 1.0, 1.0) and evaluation.prf(0, 1, 0)[2] == 0.0
+    assert evaluation.rating(1.0, 0.6) == "good" and evaluation.rating(1.0, 0.3) == "not_so_good"
+    assert evaluation.rating(0.5, 0.1) == "bad" and evaluation.rating(0.0, 0.9) == "bad"
 
 
 def _mux(ffmpeg, wav, out, channels=1):
@@ -136,7 +136,7 @@ def test_step09_on_a_vfr_clip_a_stereo_clip_and_a_silent_clip(tree, tmp_path, ff
     # mean), which a constant rate (n frames over the duration) would not give
     nearest = [int(np.argmin(np.abs(stored - stored[0] - c))) for c in VFR_CLICKS]
     assert len(set(nearest)) == 2 and abs(nearest[1] - nearest[0]) > 1
-    assert envelope.pick_peaks(vfr, 0.3, 0.2).tolist() == nearest
+    assert evaluation.pick_peaks(vfr, 0.3, 0.2).tolist() == nearest
     cfr = np.arange(len(stored)) * (stored[-1] - stored[0]) / (len(stored) - 1)
     assert [int(np.argmin(np.abs(cfr - c))) for c in VFR_CLICKS] != nearest
     assert vfr.max() == pytest.approx(1.0)
@@ -151,13 +151,13 @@ def test_step09_on_a_vfr_clip_a_stereo_clip_and_a_silent_clip(tree, tmp_path, ff
     listed = (tmp_path / "file_lists" / "t" /
               "val_32px_nativefps_sigma4.54ms_envelopes.txt").read_text().split()
     assert sorted(listed) == ["val/a/quiet", "val/a/second", "val/a/vfr"]
-    x, rate = envelope.read_first_channel(tree / "val" / "a" / "vfr.mp4",
+    x, rate = media.read_first_channel(tree / "val" / "a" / "vfr.mp4",
                                           media.ffmpeg_binary("imageio"))
     assert rate == 44100                              # the track's own rate, not 16 kHz
 
 
 def test_auxiliary_comparison_pairs_clips_by_id_not_by_row(tmp_path):
-    import datafiles
+    from soundtrack import datafiles
     step10 = load_script("10_evaluate_envelopes")
     ids = [f"val/a/c{k}" for k in range(10)]
     labels = np.zeros(10, np.int64)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import envelope_task
+from soundtrack.envelope import task as envelope_task
 import network
 
 
@@ -71,7 +71,7 @@ def _toy_tree(root, rng, n_train=40, n_val=12, frames=20):
     """What steps 01, 08 (frames.json's settings), 09 and a --per-frame visual run leave, for
     a toy task: feature 0 of a frame is 1 at a contact (plus noise), the envelope is 1 there."""
     import json
-    import datafiles
+    from soundtrack import datafiles
     import frames as frames_mod
     settings = frames_mod.FrameSettings("native", 32, 3)
     env_dir = root / "d" / "t" / "envelopes" / "32px_nativefps_sigma4.54ms"

@@ -72,7 +72,7 @@ def test_bad_inputs_are_listed_with_reasons_and_counts_reconcile(bad_root, tmp_p
     assert "listed 16 = done 12 + exists 0 + no audio 1 + failed 3" in out
 
     audio = tmp_path / "data" / "t" / "audio" / "16000hz_mono"
-    import media
+    from soundtrack import media
     for name in ("stereo_44k", "surround_48k", "rate_8k", "rate_22k"):
         x, rate = media.read_wav(audio / "val" / "tone" / f"{name}.wav")
         assert rate == 16000 and x.ndim == 1 and abs(len(x) / rate - 2.0) < 0.1, name
@@ -229,7 +229,7 @@ def test_batched_ffmpeg_equals_one_process_per_file(bad_root, tmp_path):
 
 
 def test_decode_audio_batch_matches_single_decodes(bad_root):
-    import media
+    from soundtrack import media
     paths = sorted((bad_root / "val" / "tone").glob("[gsr]*.mp4"))
     batch = media.decode_audio_batch(paths, 16000)
     assert len(batch) == len(paths) >= 4
@@ -256,9 +256,9 @@ def _common(video_root, out):
 def test_yaml_front_end_override_changes_the_arrays_and_the_record(bad_root, tmp_path):
     """32 bands and a 1024-point FFT from a YAML file: the arrays are [n, 32, 96] and equal a
     direct computation from the wav; features.json and the datalist record what was done."""
-    import audio
-    import datafiles
-    import media
+    from soundtrack import audio
+    from soundtrack import datafiles
+    from soundtrack import media
     yaml_file = tmp_path / "custom.yaml"
     yaml_file.write_text("num_bands: 32\nfft_length: 1024\nepochs: 3\n")
     common = _common(bad_root, tmp_path) + ["--config", str(yaml_file), "--splits", "val"]
@@ -311,7 +311,7 @@ def test_stereo_policy_keeps_two_channels_and_notes_duplicated_mono(bad_root, tm
     step01.main(_common(bad_root, tmp_path)[:-2])
     common = _common(bad_root, tmp_path) + ["--audio-channels", "stereo", "--splits", "val"]
     assert step02.main(common) == 3 and step03.main(common) == 0
-    import media
+    from soundtrack import media
     wavs = tmp_path / "data" / "t" / "audio" / "16000hz_stereo" / "val" / "tone"
     x, _ = media.read_wav(wavs / "stereo_44k.wav")
     assert x.ndim == 2 and x.shape[1] == 2
@@ -325,8 +325,8 @@ def test_stereo_policy_keeps_two_channels_and_notes_duplicated_mono(bad_root, tm
 
 def test_a_32khz_preset_reads_32khz_wavs_and_refuses_16khz_ones(bad_root, tmp_path,
                                                                 monkeypatch):
-    import audio
-    import media
+    from soundtrack import audio
+    from soundtrack import media
     monkeypatch.setitem(audio.PRESETS, "test32k", dict(
         audio.PRESETS["vggish"], sample_rate_hz=32000, window_seconds=0.032,
         hop_seconds=0.01, fft_length=1024, band_min_hz=50.0, band_max_hz=14000.0))

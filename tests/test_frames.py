@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-import frames
-import media
+from soundtrack import frames
+from soundtrack import media
 import train
 from conftest import REPO, load_script, make_video
 from test_extract import ODD_NAMES, _kill_while_writing, read_tsv

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import REPO, load_script
 
-import datafiles
+from soundtrack import datafiles
 import fusion
-import metrics
+from soundtrack import metrics
 
 fuse07 = load_script("07_fuse")
 

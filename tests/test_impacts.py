@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-import envelope
-import impacts
+from soundtrack.envelope import target
+from soundtrack.envelope import impacts
 from conftest import load_script
 
 step00 = load_script("00_make_demo_dataset")
@@ -27,7 +27,7 @@ def test_the_gap_closes_exactly_at_each_contact(name):
 
 
 def _level(x, sr, t):
-    s = envelope.smoothed_magnitude(x[:, 0], sr, 200 / 44100)
+    s = target.smoothed_magnitude(x[:, 0], sr, 200 / 44100)
     i = int(t * sr)
     return s[i:i + int(0.05 * sr)].max()
 

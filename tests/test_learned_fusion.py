@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import fusion
-import learned_fusion as lf
-import metrics
+from soundtrack import learned_fusion as lf
+from soundtrack import metrics
 from test_fusion import N_CLASSES, complementary
 
 GROUPS = ["audio", "audio", "visual"]       # sources aud_a, aud_b, vis_c

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import load_script
 
-import datafiles
+from soundtrack import datafiles
 
 match06 = load_script("06_match_video_to_audio")
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import metrics
+from soundtrack import metrics
 
 
 def reference_rank(scores, labels):

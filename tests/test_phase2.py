@@ -8,9 +8,9 @@ import torch
 
 from conftest import load_script
 
-import datafiles
-import learned_fusion
-import metrics
+from soundtrack import datafiles
+from soundtrack import learned_fusion
+from soundtrack import metrics
 
 step12 = load_script("12_two_phase")
 N_CLASSES, DIM = 4, 6

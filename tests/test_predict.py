@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import audio
-import datafiles
-import media
-import metrics
+from soundtrack import audio
+from soundtrack import datafiles
+from soundtrack import media
+from soundtrack import metrics
 from conftest import load_script, make_video, sine, write_feature_folder
 
 import train

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-import media
+from soundtrack import media
 from conftest import load_script
 
 prep = load_script("00_prepare_tau2021av")

@@ -12,18 +12,16 @@ import collections
 import copy
 import datetime
 import json
-import os
 import pickle
 import re
-import sys
 import types
 
 import numpy as np
 import pytest
 import torch
 
-import audio
-import datafiles
+from soundtrack import audio
+from soundtrack import datafiles
 import network
 import network.vggish
 from conftest import load_script, write_feature_folder
@@ -31,6 +29,7 @@ from network import pretrained
 from network.panns import Cnn14
 
 import train
+from soundtrack.training import checkpoints
 
 SIGNALS = ("noise", "tone", "chirp", "silence")
 PANNS = audio.front_end("panns")
@@ -203,7 +202,7 @@ def test_cnn14_loaded_from_a_published_file_equals_panns_cnn14(panns_reference, 
     mel64 = copy.deepcopy(ref.logmel_extractor).double()
 
     model = network.build_audio("panns_cnn14", 527, PANNS.patch_shape).eval()
-    train.init_from_checkpoint(model, path, "panns_cnn14", PANNS)
+    checkpoints.init_from_checkpoint(model, path, "panns_cnn14", PANNS)
     for name, p in model.fc_audioset.named_parameters():   # the head is not loaded: copy it
         p.data.copy_(ref.state_dict()[f"fc_audioset.{name}"])
     for seconds, x in waves.items():
@@ -270,7 +269,7 @@ def test_a_published_structured_pickle_loads_under_weights_only(tmp_path):
     globals_needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     assert "numpy.core.multiarray._reconstruct" in globals_needed
     model = TinyCnn14(n_classes=3)
-    note_ = train.init_from_checkpoint(model, path, "test_tiny_cnn14", PANNS)
+    note_ = checkpoints.init_from_checkpoint(model, path, "test_tiny_cnn14", PANNS)
     assert "afresh" in note_
     np.testing.assert_array_equal(model.conv_block3.conv1.weight.detach(),
                                   pretrained.safe_load(path, "x")["model"]
@@ -294,7 +293,7 @@ def test_a_published_structured_pickle_loads_under_weights_only(tmp_path):
 def test_a_bad_published_file_fails_naming_the_key(tmp_path, edit, message):
     path = tiny_published(tmp_path / "bad.pth", edit)
     with pytest.raises(ValueError, match=re.escape(message)) as e:
-        train.init_from_checkpoint(TinyCnn14(n_classes=3), path, "test_tiny_cnn14", PANNS)
+        checkpoints.init_from_checkpoint(TinyCnn14(n_classes=3), path, "test_tiny_cnn14", PANNS)
     assert str(path) in str(e.value)
 
 
@@ -302,16 +301,16 @@ def test_a_vggish_file_given_to_cnn14_names_the_file_expected(tmp_path):
     path = tmp_path / "vggish-10086976.pth"
     torch.save(network.build_audio("vggish", 2, (64, 96)).state_dict(), path)
     with pytest.raises(ValueError) as e:
-        train.init_from_checkpoint(TinyCnn14(n_classes=3), path, "test_tiny_cnn14", PANNS)
+        checkpoints.init_from_checkpoint(TinyCnn14(n_classes=3), path, "test_tiny_cnn14", PANNS)
     msg = str(e.value)
     assert "Found a VGGish state dict" in msg and "Cnn14_mAP=0.431.pth" in msg
     assert "zenodo.org/record/3987831" in msg and "missing bn0.bias" in msg
     with pytest.raises(ValueError, match="expect the 'panns' front end's analysis unchanged; "
                                          "these features are vggish_mel"):
-        train.init_from_checkpoint(TinyCnn14(n_classes=3), tiny_published(tmp_path / "p.pth"),
+        checkpoints.init_from_checkpoint(TinyCnn14(n_classes=3), tiny_published(tmp_path / "p.pth"),
                                    "test_tiny_cnn14", audio.VGGISH)
     with pytest.raises(ValueError, match="no such file"):
-        train.init_from_checkpoint(TinyCnn14(), tmp_path / "nope.pth", "test_tiny_cnn14", PANNS)
+        checkpoints.init_from_checkpoint(TinyCnn14(), tmp_path / "nope.pth", "test_tiny_cnn14", PANNS)
 
 
 # ---------------------------------------------------------------- VGGish
@@ -352,7 +351,7 @@ def test_vggish_equals_torchvggish_both_ways_and_after_pca(vggish_reference, tmp
     models = {}
     for name in ("torchvggish", "vggish_pca"):      # ReLU on / off; both postprocess
         models[name] = network.build_audio(name, 5, (64, 96)).eval()
-        train.init_from_checkpoint(models[name], weights, name, audio.VGGISH, pca)
+        checkpoints.init_from_checkpoint(models[name], weights, name, audio.VGGISH, pca)
     for seconds, x in patches.items():
         x = torch.from_numpy(x)[:, None]
         with torch.no_grad():
@@ -380,10 +379,10 @@ def test_vggish_equals_torchvggish_both_ways_and_after_pca(vggish_reference, tmp
     with pytest.raises(ValueError, match=r"set VGGISH_PCA_PARAMS \(expected "
                                          r"vggish_pca_params-970ea276\.pth, published at the "
                                          r"torchvggish release"):
-        train.init_from_checkpoint(network.build_audio("vggish_pca", 5, (64, 96)), weights,
+        checkpoints.init_from_checkpoint(network.build_audio("vggish_pca", 5, (64, 96)), weights,
                                    "vggish_pca", audio.VGGISH)
     with pytest.raises(ValueError, match="is a VGGish state dict .*, not the PCA parameters"):
-        train.init_from_checkpoint(network.build_audio("vggish_pca", 5, (64, 96)), weights,
+        checkpoints.init_from_checkpoint(network.build_audio("vggish_pca", 5, (64, 96)), weights,
                                    "vggish_pca", audio.VGGISH, weights)
 
 

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-import datafiles
-import metrics
+from soundtrack import datafiles
+from soundtrack import metrics
 import network
 from AudioDataLoader import Datalist, PatchDataset, minival_split
 from conftest import REPO, load_script, write_feature_folder
 
 import train
+from soundtrack.training import checkpoints, loop, objectives, optim
+from soundtrack.training.env import Dist
 
 step04 = load_script("04_make_datalists")
 N_CLASSES = 3
@@ -94,8 +96,8 @@ def test_resume_after_kill_9_matches_a_straight_run(syn):
     args = common + ["--epochs", "2", "--loader-workers", "0", "--torch-threads", "1"]
     train.main(args + ["--run", "straight"])
     # SIGKILL at the 2nd optimizer step of epoch 2 (deterministic: no timing involved)
-    per_epoch = len(train.build(cli_cfg(args), train.Dist("cpu"),
-                                datafiles.Paths(cli_cfg(args)))["loader"])
+    per_epoch = len(train.build(cli_cfg(args), Dist("cpu"),
+                                datafiles.Paths(cli_cfg(args))).loader)
     env = dict(os.environ, SOUNDTRACK_KILL_AT_STEP=str(per_epoch + 2))
     proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args, "--run", "killed"],
                           cwd=REPO, env=env, stdout=subprocess.DEVNULL,
@@ -110,7 +112,7 @@ def test_resume_after_kill_9_matches_a_straight_run(syn):
 
 
 def cli_cfg(argv):
-    import cli
+    from soundtrack import cli
     parser = cli.parser(None, train.TRAIN_KEYS)
     parser.add_argument("--resume", default=False)
     parser.add_argument("--eval-only", default=False)
@@ -186,14 +188,14 @@ def test_vggish_takes_frames_by_bands():
 
 def test_balanced_sampler_draws_classes_equally_and_splits_ranks():
     labels = np.array([0] * 90 + [1] * 9 + [2] * 1)
-    ranks = [train.BalancedSampler(labels, seed=3, world=2, rank=r) for r in (0, 1)]
+    ranks = [loop.BalancedSampler(labels, seed=3, world=2, rank=r) for r in (0, 1)]
     for s in ranks:
         s.set_epoch(4)
     draws = [list(s) for s in ranks]
     assert len(draws[0]) == len(draws[1]) == len(ranks[0]) == 50
     counts = np.bincount(labels[np.concatenate(draws)], minlength=3)
     assert counts.min() > 20                  # ~33 each instead of 90 / 9 / 1
-    again = train.BalancedSampler(labels, seed=3, world=2, rank=0)
+    again = loop.BalancedSampler(labels, seed=3, world=2, rank=0)
     again.set_epoch(4)
     assert list(again) == draws[0]            # a resumed run draws the same patches
 
@@ -203,7 +205,7 @@ def test_spec_augment_zeroes_exactly_one_band_span_and_one_time_span():
     wide) and ONE run of whole frames (<= 16 wide); widths vary and reach beyond 1."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(64, 2, 64, 96) + 1.0                     # no zeros of its own
-    y = train.spec_augment(x, time_frames=16, freq_bands=8, gen=gen)
+    y = objectives.spec_augment(x, time_frames=16, freq_bands=8, gen=gen)
     widths = []
     for b in range(len(y)):
         zero = (y[b] == 0)
@@ -228,10 +230,10 @@ def test_spec_augment_masks_two_spans_each_and_one_mask_draws_as_before():
     """SPEC_AUGMENT_MASKS 2: up to two runs of bands and two of frames per patch, each run
     within its limit; with 1 the masks are those of the one-mask draw (same generator)."""
     x = torch.rand(64, 1, 64, 96) + 1.0
-    one = train.spec_augment(x, 16, 8, torch.Generator().manual_seed(3))
-    again = train.spec_augment(x, 16, 8, torch.Generator().manual_seed(3), n_masks=1)
+    one = objectives.spec_augment(x, 16, 8, torch.Generator().manual_seed(3))
+    again = objectives.spec_augment(x, 16, 8, torch.Generator().manual_seed(3), n_masks=1)
     assert torch.equal(one, again)
-    y = train.spec_augment(x, 16, 8, torch.Generator().manual_seed(3), n_masks=2)
+    y = objectives.spec_augment(x, 16, 8, torch.Generator().manual_seed(3), n_masks=2)
     runs_seen = set()
     for b in range(len(y)):
         zero = y[b, 0] == 0
@@ -254,7 +256,7 @@ def test_min_train_steps_raises_the_epochs_and_the_record_says_so(syn, capsys):
     train.main(common + ["--epochs", "1", "--min-train-steps", "20", "--run", "ms"])
     run = out / "runs" / "syn" / "ms"
     rows = list(csv.DictReader(open(run / "log.csv")))
-    ckpt = train.load_checkpoint(run / "last.pt")
+    ckpt = checkpoints.load_checkpoint(run / "last.pt")
     steps = ckpt["scheduler"]["last_epoch"] // len(rows)
     assert len(rows) == ckpt["config"]["epochs"] == -(-20 // steps) > 1
     assert ckpt["config"]["min_train_steps"] == 20
@@ -262,28 +264,28 @@ def test_min_train_steps_raises_the_epochs_and_the_record_says_so(syn, capsys):
     # a floor the run already reaches changes nothing: the same weights as without one
     train.main(common + ["--epochs", "2", "--min-train-steps", "2", "--run", "floor"])
     train.main(common + ["--epochs", "2", "--min-train-steps", "0", "--run", "nofloor"])
-    a, b = (train.load_checkpoint(out / "runs" / "syn" / r / "last.pt")["model"]
+    a, b = (checkpoints.load_checkpoint(out / "runs" / "syn" / r / "last.pt")["model"]
             for r in ("floor", "nofloor"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = types.SimpleNamespace(epochs=300, min_train_steps=2000)
-    assert train.settle_epochs(c, 7) == "" and c.epochs == 300
+    assert loop.settle_epochs(c, 7) == "" and c.epochs == 300
     c = types.SimpleNamespace(epochs=0, min_train_steps=2000)   # scoring only stays so
-    assert train.settle_epochs(c, 7) == "" and c.epochs == 0
+    assert loop.settle_epochs(c, 7) == "" and c.epochs == 0
     c = types.SimpleNamespace(epochs=40, min_train_steps=2000)
-    assert train.settle_epochs(c, 7) and c.epochs == 286
+    assert loop.settle_epochs(c, 7) and c.epochs == 286
 
 
 def test_step_schedule_and_sgd(syn):
     """STEP_GAMMA every STEP_EPOCHS after warm-up; SGD (Nesterov) trains the model."""
     out, common = syn
-    import cli
+    from soundtrack import cli
     cfg = cli.parse(cli.parser(None, train.TRAIN_KEYS),
                     common + ["--schedule", "step", "--step-epochs", "2", "--step-gamma", "0.5",
                               "--warmup-epochs", "1", "--epochs", "6", "--optimizer", "sgd"])
     model = network.build_audio("slim_cnn", N_CLASSES, (64, 96))
-    opt = train.make_optimizer(model, cfg)
+    opt = optim.make_optimizer(model, cfg)
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"]
-    sched = train.make_scheduler(opt, cfg, steps_per_epoch=10)
+    sched = optim.make_scheduler(opt, cfg, steps_per_epoch=10)
     factors = []
     for _ in range(60):
         factors.append(opt.param_groups[0]["lr"] / cfg.learning_rate)
@@ -321,10 +323,10 @@ def test_init_checkpoint_then_frozen_body_keeps_the_body_exactly(syn):
 
 def test_body_learning_rate_is_scaled(syn):
     out, common = syn
-    import cli
+    from soundtrack import cli
     cfg = cli.parse(cli.parser(None, train.TRAIN_KEYS), common + ["--body-lr-scale", "0.1"])
     model = network.build_audio("slim_cnn", N_CLASSES, (64, 96))
-    groups = {g["name"]: g for g in train.make_optimizer(model, cfg).param_groups}
+    groups = {g["name"]: g for g in optim.make_optimizer(model, cfg).param_groups}
     assert groups["head_decay"]["lr"] == cfg.learning_rate
     assert groups["body_decay"]["lr"] == pytest.approx(0.1 * cfg.learning_rate)
     assert groups["body_no_decay"]["weight_decay"] == 0.0
@@ -377,7 +379,7 @@ def test_train_refuses_features_whose_record_disagrees_with_the_datalist(syn):
 
 def test_a_custom_front_end_trains_a_model_of_its_shape(tmp_path):
     """NUM_BANDS 32: the model is built for [32, 96] patches and the checkpoint says so."""
-    import audio
+    from soundtrack import audio
     fe = audio.front_end("vggish", num_bands=32)
     rng = np.random.default_rng(0)
     lists = tmp_path / "file_lists" / "syn"
@@ -405,7 +407,7 @@ def test_epoch_bars_count_steps_and_do_not_redraw_into_a_log(syn, monkeypatch):
     loss in its postfix does not force a redraw per step (one line per interval, not per
     step)."""
     import io
-    import cli
+    from soundtrack import cli
     out, common = syn
     bars = []
     real = cli.progress

@@ -1,21 +1,21 @@
 """Phase I of the two-phase DCASE 2021 system: the dcase2021 front end, the residual-inception
 backbones, Adam + the L2 term, the recipes (demo and GPU) and the contract Phase II reads."""
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-import audio
-import cli
-import datafiles
-import metrics
+from soundtrack import audio
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import metrics
 import network
 from conftest import REPO, load_script, sine, write_feature_folder
 
 import train
+from soundtrack.training import loop, objectives, optim, tasks
 
 step04 = load_script("04_make_datalists")
 DEMO = REPO / "recipes" / "two_phase_demo"
@@ -102,11 +102,11 @@ def test_l2_penalty_is_half_lambda_times_the_trainable_weights_squares():
             p.copy_(torch.arange(p.numel(), dtype=torch.float32).view_as(p) + i)
     weights = (model[0].weight, model[2].weight)                           # not biases, not BN
     by_hand = 0.5 * 0.01 * sum(float((w.detach() ** 2).sum()) for w in weights)
-    assert float(train.l2_penalty(model, 0.01).detach()) == pytest.approx(by_hand, rel=1e-6)
+    assert float(objectives.l2_penalty(model, 0.01).detach()) == pytest.approx(by_hand, rel=1e-6)
     model[0].weight.requires_grad_(False)                                  # frozen: not counted
     by_hand -= 0.5 * 0.01 * float((model[0].weight.detach() ** 2).sum())
-    assert float(train.l2_penalty(model, 0.01).detach()) == pytest.approx(by_hand, rel=1e-6)
-    assert float(train.l2_penalty(model, 0.0).detach()) == 0.0
+    assert float(objectives.l2_penalty(model, 0.01).detach()) == pytest.approx(by_hand, rel=1e-6)
+    assert float(objectives.l2_penalty(model, 0.0).detach()) == 0.0
 
 
 class TinyLinear(torch.nn.Module):
@@ -123,11 +123,11 @@ class TinyLinear(torch.nn.Module):
 def one_step(cfg, model, x, y, task):
     """One optimizer step of train.py's own epoch loop over a one-batch loader."""
     env = types.SimpleNamespace(device=torch.device("cpu"), rank=0, world=1, main=True)
-    optimizer = train.make_optimizer(model, cfg)
-    scheduler = train.make_scheduler(optimizer, cfg, 1)
+    optimizer = optim.make_optimizer(model, cfg)
+    scheduler = optim.make_scheduler(optimizer, cfg, 1)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     model.train()
-    loss = train.train_one_epoch(model, [(x, y, torch.zeros(len(y)))], task, optimizer,
+    loss = loop.train_one_epoch(model, [(x, y, torch.zeros(len(y)))], task, optimizer,
                                  scheduler, scaler, env, cfg, 0)
     return optimizer, loss
 
@@ -143,7 +143,7 @@ def test_l2_lambda_adds_lambda_theta_to_the_gradient():
         torch.manual_seed(0)
         model = TinyLinear()
         start = [p.detach().clone() for p in model.parameters()]
-        task = train.AudioClassification(cfg, 3, None, [])
+        task = tasks.AudioClassification(cfg, 3, None, [])
         one_step(cfg, model, torch.ones(4, 1, 2, 3), torch.tensor([0, 1, 2, 0]), task)
         moved.append([p.detach() - s for p, s in zip(model.parameters(), start)])
     factor = 0.1 * (1 + cfg.momentum) * 0.5                               # lr (1 + m) lambda
@@ -187,12 +187,12 @@ def test_gpu_recipe_trains_one_step(backbone):
         fe = audio.front_end_from_settings(cfg)
         model = network.build_audio(cfg.model, 10, fe.patch_shape)
         x = torch.randn(2, *fe.patch_shape)
-        task = train.AudioClassification(cfg, 10, None, [])
+        task = tasks.AudioClassification(cfg, 10, None, [])
     else:
         model = network.build(cfg.model, n_classes=10, weights="none")
         size = network.model_class(cfg.model).MIN_INPUT_PIXELS
         x = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
-        task = train.VisualClassification(cfg, 10, types.SimpleNamespace(
+        task = tasks.VisualClassification(cfg, 10, types.SimpleNamespace(
             subset=None, labels=np.zeros(0)), [])
     before = model.fc_logits.weight.detach().clone()
     optimizer, loss = one_step(cfg, model, x, torch.tensor([1, 7]), task)

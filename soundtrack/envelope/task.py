@@ -1,4 +1,5 @@
-"""The envelope model as a task of train.py's shared loop (MODEL = envelope_lstm).
+"""The envelope model as a task of the shared training loop (MODEL = envelope_lstm;
+soundtrack.training.tasks gives the protocol).
 
 One example is one clip: its frames' features in time order and step 09's envelope, padded
 to the longest clip; the padding is masked out of the loss (a sum over real frames divided by
@@ -20,18 +21,20 @@ Loss: ENVELOPE_LOSS_WEIGHT x masked BCE(envelope) + CLASS_LOSS_WEIGHT x KL(class
 "best" on the minival: the lowest masked BCE (minus_bce), or track top-1 when only the class
 loss counts.
 """
-import sys
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-import cli
-import datafiles
-import envelope
-import frames
 import network
+from AudioDataLoader import minival_split
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import frames
+from soundtrack.envelope import evaluation, target
+from soundtrack.errors import StageError
+from soundtrack.training import runs
+from soundtrack.training.objectives import kl_loss, soft_targets
 
 BACKBONES = "features | r3d_18 | r2plus1d_18 | tv_* (a 2D visual model, fine-tuned)"
 
@@ -98,7 +101,7 @@ def masked_bce(logits, target, valid):
 
 
 class EnvelopeTask:
-    """The envelope regression (and, weighted, the clip's class): a task of train.fit.
+    """The envelope regression (and, weighted, the clip's class): a tasks.Task of loop.fit.
 
       batch(batch, gen, beta) -> (x, Targets)
       loss(outputs, targets)  -> ENVELOPE_LOSS_WEIGHT x masked BCE + CLASS_LOSS_WEIGHT x KL
@@ -108,8 +111,6 @@ class EnvelopeTask:
     unit = "clips"
 
     def __init__(self, cfg, n_classes, train_set, minival_rows):
-        import train
-        self._train = train
         self.cfg, self.n_classes = cfg, n_classes
         self.train_set, self.minival_rows = train_set, minival_rows
         only_class = cfg.envelope_loss_weight == 0 and cfg.class_loss_weight > 0
@@ -125,9 +126,9 @@ class EnvelopeTask:
             total = total + self.cfg.envelope_loss_weight * masked_bce(
                 outputs["envelope"], target.envelope, target.valid)
         if self.cfg.class_loss_weight:
-            soft = self._train.soft_targets(target.labels, self.n_classes,
+            soft = soft_targets(target.labels, self.n_classes,
                                             self.cfg.label_smoothing)
-            total = total + self.cfg.class_loss_weight * self._train.kl_loss(
+            total = total + self.cfg.class_loss_weight * kl_loss(
                 outputs["logits"], soft)
         return total
 
@@ -136,8 +137,8 @@ class EnvelopeTask:
             return {}
         out = predict(model, self.train_set.subset(self.minival_rows), env, self.cfg)
         labels = self.train_set.all_labels[self.minival_rows]
-        bce = np.mean([envelope.bce(p, t) for p, t in zip(out["pred"], out["target"])])
-        r = [envelope.pearson(p, t) for p, t in zip(out["pred"], out["target"])]
+        bce = np.mean([evaluation.bce(p, t) for p, t in zip(out["pred"], out["target"])])
+        r = [evaluation.pearson(p, t) for p, t in zip(out["pred"], out["target"])]
         return {"minus_bce": -float(bce), "mean_r": float(np.nanmean(r)),
                 "track_top1": float(100 * np.mean(out["logits"].argmax(1) == labels))}
 
@@ -166,7 +167,7 @@ class EnvelopeTask:
                 "n_frames": int(offsets[-1]),
                 "track_top1": float(100 * np.mean(top[:, 0] == labels)),
                 "track_top5": float(100 * np.mean((top[:, :5] == labels[:, None]).any(1))),
-                "bce": float(np.mean([envelope.bce(p, t) for p, t in
+                "bce": float(np.mean([evaluation.bce(p, t) for p, t in
                                       zip(out["pred"], out["target"])]))}
 
 
@@ -220,13 +221,13 @@ def read_frame_features(npy_dir, split):
 
 def load_split(cfg, paths, split, need_features):
     """One split's clips with an envelope (and features): a ClipSequences with .times."""
-    env_dir = envelope.envelope_dir(paths, cfg)
-    record = envelope.read_record(env_dir)
+    env_dir = target.envelope_dir(paths, cfg)
+    record = target.read_record(env_dir)
     if record.get("frames") != paths.frame_settings.to_dict():
-        raise ValueError(f"{env_dir / envelope.RECORD} was made from frames "
+        raise ValueError(f"{env_dir / target.RECORD} was made from frames "
                          f"{record.get('frames')}, these settings are "
                          f"{paths.frame_settings.to_dict()}")
-    with_env = datafiles.read_ids(envelope.envelope_list(paths, cfg, split, "envelopes"))
+    with_env = datafiles.read_ids(target.envelope_list(paths, cfg, split, "envelopes"))
     if need_features:
         ids, feats, times = read_frame_features(paths.npy_dir(cfg.envelope_features_run), split)
         keep = set(with_env)
@@ -237,7 +238,7 @@ def load_split(cfg, paths, split, need_features):
         ids, feats = with_env, None
         times = [frames.load_video(paths.frame_dir / (i + ".npz"), ("times",))["times"]
                  for i in ids]
-    targets = envelope.load_envelopes(env_dir, ids)
+    targets = target.load_envelopes(env_dir, ids)
     for i, t in zip(ids, times):
         if len(targets[i]) != len(t):
             raise ValueError(f"{env_dir / (i + '.npy')}: {len(targets[i])} frames, but the "
@@ -251,10 +252,8 @@ def load_split(cfg, paths, split, need_features):
 
 
 def build_envelope(cfg, env, paths):
-    """train.build for MODEL = envelope_lstm -> dict(model, task, loader, sampler, meta,
-    load_split)."""
-    import train
-    from AudioDataLoader import minival_split
+    """The run of MODEL = envelope_lstm: step 09's envelopes with step 08's frames (or a
+    visual run's per-frame features). -> training.runs.Run"""
     if cfg.channels_last:
         cfg.channels_last = False       # sequences are not images: recorded as done
     features = cfg.envelope_backbone == "features"
@@ -262,43 +261,40 @@ def build_envelope(cfg, env, paths):
     try:
         train_all = load_split(cfg, paths, cfg.train_split, features)
     except (OSError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        raise StageError(str(e)) from None
     fit_rows, minival_rows = minival_split(train_all.all_labels, cfg.minival_fraction, cfg.seed)
     train_set = train_all.subset(fit_rows)
-    train.seed_everything(cfg.seed)
     dim = train_all.feats[0].shape[1] if features and train_all.feats else 0
     weights = (str(cli.repo_path(cfg.pretrained_weights))
                if cfg.pretrained_weights not in ("imagenet", "none") else cfg.pretrained_weights)
-    try:
+
+    def make_model():
         model = network.build(cfg.model, n_classes=len(classes), input_dim=dim,
                               backbone=cfg.envelope_backbone, pool=cfg.envelope_pool,
                               weights=weights, frame_pixels=paths.frame_settings.size_pixels,
                               hidden=cfg.envelope_hidden)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    if features and train_all.feats:
-        frames_ = np.concatenate([train_all.feats[r] for r in fit_rows])
-        model.feature_mean.copy_(torch.from_numpy(frames_.mean(0)))
-        model.feature_std.copy_(torch.from_numpy(frames_.std(0) + 1e-3))
-    note = train.start_model(model, cfg, env, None)
-    loader, sampler = train.make_loader(train_set, cfg, env)
-    epochs_note = train.settle_epochs(cfg, len(loader))
-    meta = train.run_meta(cfg, classes, model, "envelope", frames=paths.frame_settings.to_dict(),
-                          envelope_record=envelope.read_record(envelope.envelope_dir(paths, cfg)),
-                          input_dim=dim, backbone=cfg.envelope_backbone)
-    if env.main:
-        print(f"[train] envelope_lstm ({cfg.envelope_backbone}"
-              f"{f' of run {cfg.envelope_features_run}, {dim}-d' if features else ''}) on "
-              f"{env.device}: {len(train_set)} clips (minival {len(minival_rows)}), loss "
-              f"{cfg.envelope_loss_weight} x BCE + {cfg.class_loss_weight} x class, "
-              f"{cfg.epochs} epochs -> {paths.run_dir()}" + "".join(f"\n[train] {n}" for n in
-                                                               (epochs_note, note) if n))
-    task = EnvelopeTask(cfg, len(classes), train_all, minival_rows)
+        if features and train_all.feats:
+            frames_ = np.concatenate([train_all.feats[r] for r in fit_rows])
+            model.feature_mean.copy_(torch.from_numpy(frames_.mean(0)))
+            model.feature_std.copy_(torch.from_numpy(frames_.std(0) + 1e-3))
+        return model
 
     def load(split):
         try:
             return load_split(cfg, paths, split, features)
         except (OSError, ValueError) as e:
-            sys.exit(f"error: {e}")
-    return dict(model=model, task=task, loader=loader, sampler=sampler, meta=meta,
-                load_split=load)
+            raise StageError(str(e)) from None
+
+    return runs.assemble(
+        cfg, env, classes, train_set, make_model=make_model,
+        make_task=lambda: EnvelopeTask(cfg, len(classes), train_all, minival_rows),
+        load_split=load, modality="envelope",
+        record=dict(frames=paths.frame_settings.to_dict(),
+                    envelope_record=target.read_record(target.envelope_dir(paths, cfg)),
+                    input_dim=dim, backbone=cfg.envelope_backbone),
+        describe=lambda: (
+            f"[train] envelope_lstm ({cfg.envelope_backbone}"
+            f"{f' of run {cfg.envelope_features_run}, {dim}-d' if features else ''}) on "
+            f"{env.device}: {len(train_set)} clips (minival {len(minival_rows)}), loss "
+            f"{cfg.envelope_loss_weight} x BCE + {cfg.class_loss_weight} x class, "
+            f"{cfg.epochs} epochs -> {paths.run_dir()}"))

@@ -9,18 +9,14 @@ Writes nothing; prints the seconds taken by
     07 runs them (--learned: learned_fusion.cross_fit_fusion, LEARNED_FUSION_* settings).
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import cli  # noqa: E402
-import fusion  # noqa: E402
-import learned_fusion  # noqa: E402
-import metrics  # noqa: E402
+from soundtrack import cli
+import fusion
+from soundtrack import learned_fusion
+from soundtrack import metrics
 
 
 def synthetic_sources(n_rows, n_classes, seed):

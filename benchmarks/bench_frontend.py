@@ -26,10 +26,9 @@ default FFMPEG_BATCH_FILES files per process (one start-up for several files).
 Prints the ratios and an estimate of core-hours for Kinetics-600 (~500k clips of 10 s).
 Writes nothing outside its temporary folder.
 
-  python scripts/bench_frontend.py --videos 96 --repeats 5 --workers 2
+  python benchmarks/bench_frontend.py --videos 96 --repeats 5 --workers 2
 """
 import contextlib
-import io
 import multiprocessing
 import os
 import shutil
@@ -44,15 +43,13 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import audio  # noqa: E402
-import cli  # noqa: E402
-import config  # noqa: E402
-import jobs  # noqa: E402
-import media  # noqa: E402
+from soundtrack import audio
+from soundtrack import cli
+import config
+from soundtrack import jobs
+from soundtrack import media
 
 VGGISH = audio.VGGISH
 
@@ -112,20 +109,26 @@ def bare_loop(videos, out, ffmpeg, workers, batch=1, cpus=None):
         return time.perf_counter() - t0
 
 
-def step02(step, root, workers, batch, cpus=None):
-    """Seconds for step 02; cpus: run it (and the processes it starts) on these CPUs only."""
+def run_step(script, argv):
+    """Run scripts/<script>.py as a user does (its own process); a non-zero exit is an error."""
+    proc = subprocess.run([sys.executable, str(cli.REPO_ROOT / "scripts" / f"{script}.py"), *argv],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    if proc.returncode:
+        sys.exit(f"{script} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
+
+
+def step02(root, workers, batch, cpus=None):
+    """Seconds for step 02, in its own process as a user runs it (the interpreter's start
+    included); cpus: run it (and the processes it starts) on these CPUs only."""
     data = root / "data"
     shutil.rmtree(data / "bench" / "audio", ignore_errors=True)
     argv = ["--dataset", "bench", "--video-root", str(root / "videos"), "--data-root",
             str(data), "--output-root", str(root), "--workers", str(workers), "--splits", "c",
             "--ffmpeg-batch-files", str(batch)]
-    with on_cpus(cpus), contextlib.redirect_stdout(io.StringIO()):
+    with on_cpus(cpus):
         t0 = time.perf_counter()
-        code = step.main(argv)
-        seconds = time.perf_counter() - t0
-    if code:
-        sys.exit(f"step 02 failed (exit {code})")
-    return seconds
+        run_step("02_extract_audio", argv)
+        return time.perf_counter() - t0
 
 
 def _same_samples(a, b):
@@ -189,15 +192,13 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="runs per timing (median)")
     args = cli.parse(p, argv)
     ffmpeg = media.ffmpeg_binary(args.ffmpeg)
-    step = cli.load_script("02_extract_audio")
-    step01 = cli.load_script("01_make_file_lists")
     with tempfile.TemporaryDirectory(prefix="bench_frontend_") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
         videos = make_videos(root, args.videos, args.video_seconds, ffmpeg, args.workers)
         print(f"made {len(videos)} videos of {args.video_seconds:.0f} s in "
               f"{time.perf_counter() - t0:.1f} s; ffmpeg {ffmpeg}")
-        step01.main(["--dataset", "bench", "--video-root", str(root / "videos"),
+        run_step("01_make_file_lists", ["--dataset", "bench", "--video-root", str(root / "videos"),
                      "--output-root", str(root), "--splits", "c", "--train-split", "c"])
         med = statistics.median
         cpus = sorted(os.sched_getaffinity(0))
@@ -209,12 +210,12 @@ def main(argv=None):
         for _ in range(args.repeats):  # interleaved, so drift hits all alike
             bare.append(bare_loop(videos, root / "bare", ffmpeg, args.workers))
             bare1.append(bare_loop(videos, root / "bare", ffmpeg, 1))
-            same.append(step02(step, root, args.workers, 1))
-            ours.append(step02(step, root, args.workers, config.FFMPEG_BATCH_FILES))
-            one.append(step02(step, root, 1, config.FFMPEG_BATCH_FILES))
-            same1.append(step02(step, root, 1, 1))
-            one_core.append(step02(step, root, 1, config.FFMPEG_BATCH_FILES, one_cpu))
-            n_cores.append(step02(step, root, args.workers, config.FFMPEG_BATCH_FILES, n_cpus))
+            same.append(step02(root, args.workers, 1))
+            ours.append(step02(root, args.workers, config.FFMPEG_BATCH_FILES))
+            one.append(step02(root, 1, config.FFMPEG_BATCH_FILES))
+            same1.append(step02(root, 1, 1))
+            one_core.append(step02(root, 1, config.FFMPEG_BATCH_FILES, one_cpu))
+            n_cores.append(step02(root, args.workers, config.FFMPEG_BATCH_FILES, n_cpus))
             ceiling.append(cpu_scaling(args.workers))
             bare_core.append(bare_loop(videos, root / "bare", ffmpeg, 1,
                                        config.FFMPEG_BATCH_FILES, one_cpu))

@@ -12,6 +12,7 @@ filter): "mono" mixes every channel down by ffmpeg's standard matrix, "first" ke
 import os
 import re
 import shutil
+import struct
 import subprocess
 import threading
 import wave
@@ -352,3 +353,58 @@ def read_wav(path):
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     data = data.astype(np.float32) / 32768.0
     return (data if n_ch == 1 else data.reshape(-1, n_ch)), rate
+
+
+# ---------------------------------------------------------------- one channel at its own rate
+
+def first_channel_command(ffmpeg, path):
+    """argv: the first audio stream's channel 0 at its own rate, as a PCM16 wav on stdout."""
+    return [ffmpeg, *QUIET, "-i", "file:" + str(path), "-map", "0:a:0", "-vn", "-sn",
+            "-dn", "-af", "pan=mono|c0=c0", "-c:a", "pcm_s16le", "-map_metadata", "-1",
+            "-bitexact", "-f", "wav", "pipe:1"]
+
+
+def parse_wav(data):
+    """A PCM16 wav's bytes (sizes may be unset, as ffmpeg writes to a pipe) -> (float32
+    [n_samples] of channel 0 in [-1, 1), rate Hz). ValueError if it is not such a wav."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("not a RIFF/WAVE stream")
+    pos, rate, channels = 12, None, None
+    while pos + 8 <= len(data):
+        tag, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if tag == b"fmt ":
+            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[pos + 8:pos + 24])
+            if fmt != 1 or bits != 16:
+                raise ValueError(f"wav format {fmt} with {bits} bits, expected PCM16")
+        elif tag == b"data":
+            if rate is None:
+                raise ValueError("wav data before its fmt chunk")
+            raw = data[pos + 8:] if size in (0, 0xFFFFFFFF) else data[pos + 8:pos + 8 + size]
+            x = np.frombuffer(raw[:len(raw) // (2 * channels) * 2 * channels], "<i2")
+            return x[::channels].astype(np.float32) / 32768.0, int(rate)
+        pos += 8 + size + (size & 1)
+    raise ValueError("wav without a data chunk")
+
+
+def read_first_channel(path, ffmpeg, timeout_s=300):
+    """The original track's first channel at its own sample rate -> (float32 [n], rate Hz).
+
+    Raises MediaError('no_audio' | 'failed', reason)."""
+    argv = first_channel_command(ffmpeg, path)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise MediaError("failed", f"ffmpeg timed out after {timeout_s} s") from None
+    err = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        if "matches no streams" in err:
+            raise MediaError("no_audio", "no audio stream")
+        raise MediaError("failed", _reason(proc.stderr))
+    try:
+        x, rate = parse_wav(proc.stdout)
+    except ValueError as e:
+        raise MediaError("failed", f"ffmpeg's wav output: {e}") from None
+    if not x.size:
+        raise MediaError("failed", "the audio stream decodes to 0 samples")
+    return x, rate

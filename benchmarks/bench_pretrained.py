@@ -17,25 +17,21 @@ On CUDA (DEVICE auto or cuda) the models run on the GPU with AMP (AMP key); the 
 stay on the CPU (step 03 runs there). Needs torchlibrosa (a test requirement) for the front-end
 comparison. Torch uses TORCH_THREADS threads (0: one per core). Writes nothing.
 
-  python scripts/bench_pretrained.py
-  python scripts/bench_pretrained.py --clips-per-batch 16 --repeats 10 --device cuda
+  python benchmarks/bench_pretrained.py
+  python benchmarks/bench_pretrained.py --clips-per-batch 16 --repeats 10 --device cuda
 """
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import audio  # noqa: E402
-import cli  # noqa: E402
-import network  # noqa: E402
+from soundtrack import audio
+from soundtrack import cli
+import network
 
 PANNS = audio.front_end("panns")
 CLIP_SECONDS = 10

@@ -13,17 +13,17 @@ score is the mean of its patch softmax):
              when data/demo is missing): train on train, score val (tracks with sound)
 
 Reads  ../shared/data/esc10 (meta.csv, audio/*.flac; --esc10-root), data/demo (made if absent)
-Writes data/esc10, file_lists/esc10 ... as scripts/bench_esc10.py (shared; low-data lists
+Writes data/esc10, file_lists/esc10 ... as benchmarks/bench_esc10.py (shared; low-data lists
        train_l<k> / test_l<k> beside its train_f<k> / test_f<k>),
        runs/<dataset>/<prefix>_<task>_<part>_s<seed>/ and npy_files/... of every train.py run,
        npy_files/bench_recipes/<recipe name>[+<digest of the overrides>].json   accuracies
                                                     per task, part and seed,
                                                     seconds per run, load, the recipe text
 
-  python scripts/bench_recipes.py --seeds 0 1          # recipes/audio_scratch.yaml
-  python scripts/bench_recipes.py --recipes recipes/esc10.yaml recipes/new.yaml --tasks esc10_low
-  python scripts/bench_recipes.py --recipes recipes/esc10.yaml --tasks esc10_low --epochs 160
-  python scripts/bench_recipes.py --table npy_files/bench_recipes/*.json   # print, run nothing
+  python benchmarks/bench_recipes.py --seeds 0 1          # recipes/audio_scratch.yaml
+  python benchmarks/bench_recipes.py --recipes recipes/esc10.yaml recipes/new.yaml --tasks esc10_low
+  python benchmarks/bench_recipes.py --recipes recipes/esc10.yaml --tasks esc10_low --epochs 160
+  python benchmarks/bench_recipes.py --table npy_files/bench_recipes/*.json   # print, run nothing
 
 A finished (task, part, seed) run is reused when its recipe text and overrides are unchanged
 (recorded in the JSON), so an interrupted comparison resumes. Without ESC-10 the esc10 tasks
@@ -40,15 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import esc10 as esc
 
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import metrics  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("esc10", "esc10_low", "demo")
-esc = cli.load_script("bench_esc10")
 
 
 def low_data_lists(paths, folds):
@@ -63,7 +62,7 @@ def step(script, args):
 
 
 def prepare_esc(esc_root, recipe, common):
-    """ESC-10 through steps 01-04 (bench_esc10.prepare) plus the low-data lists and datalists.
+    """ESC-10 through steps 01-04 (esc10.prepare) plus the low-data lists and datalists.
     -> (Paths, folds)"""
     paths, folds = esc.prepare(esc_root, ["--config", str(recipe), *common])
     splits = low_data_lists(paths, folds)

@@ -14,33 +14,29 @@
     the others) and at --small-pixels (the demo's 48), on this CPU; on CUDA also with AMP.
 Writes nothing outside its temporary folder.
 
-  python scripts/bench_visual.py --videos 24 --repeats 3 --workers 2
+  python benchmarks/bench_visual.py --videos 24 --repeats 3 --workers 2
 """
 import multiprocessing
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import frames  # noqa: E402
-import jobs  # noqa: E402
-import media  # noqa: E402
-import network  # noqa: E402
+from soundtrack import cli
+from soundtrack import datafiles
+from soundtrack import frame_extraction
+from soundtrack import frames
+from soundtrack import jobs
+from soundtrack import media
+import network
 
 SHARED_CLIPS = cli.repo_path("..") / "shared" / "data" / "videos" / "kinetics_layout"
 KINETICS_CLIPS = 420_000            # Kinetics-600 train + val with a video stream, ~10 s each
-STEP08 = cli.load_script("08_extract_frames")
 
 
 def bare_one(item, argv_of):
@@ -65,7 +61,7 @@ def time_a(videos, settings, ffmpeg, workers, repeats, tmp):
     t08, tbare, last = [], [], None
     for r in range(repeats):
         out = tmp / f"step08_{r}"
-        work = partial(STEP08.extract, frame_dir=str(out), settings=settings, ffmpeg=ffmpeg,
+        work = partial(frame_extraction.extract, frame_dir=str(out), settings=settings, ffmpeg=ffmpeg,
                        timeout_s=300)
         items = {f"v/{i:04d}": str(p) for i, p in enumerate(videos)}
         t0 = time.perf_counter()

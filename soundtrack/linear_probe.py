@@ -10,7 +10,7 @@ model).
 import numpy as np
 import torch
 
-import metrics
+from soundtrack import metrics
 from AudioDataLoader import minival_split
 
 MAX_ITERATIONS = 200             # L-BFGS iterations per fit (converges well before on 2048-d)

@@ -2,13 +2,13 @@
 
 Makes a synthetic feature set in a temporary folder (--tracks tracks of --patches float16
 patches [64, 96] each, random labels of --num-classes classes, laid out as steps 01-03 write
-them), indexes it with step 04 (with --packed), then times train.train_one_epoch, the
+them), indexes it with step 04 (with --packed), then times loop.train_one_epoch, the
 training step of train.py (augmentation, forward, loss, backward, optimizer and scheduler
 step), on the configured model (MODEL, BATCH_SIZE, CHANNELS_LAST, LOADER_WORKERS ...) fed
 three ways, one epoch each, interleaved and repeated --repeats times (median of each):
 
   memory   random float32 tensors [BATCH_SIZE, 1, 64, 96] made beforehand (the ceiling)
-  files    train.make_loader over AudioDataLoader.PatchDataset reading the per-track .npy files
+  files    loop.make_loader over AudioDataLoader.PatchDataset reading the per-track .npy files
            (memory-mapped, as train.py reads them)
   packed   the same over step 04's one packed array of the split
 
@@ -21,9 +21,9 @@ the memory batches are then pinned CPU tensors, so the host-to-device copy is in
 Torch uses TORCH_THREADS threads (0: one per core) with OMP_WAIT_POLICY=PASSIVE (unless set), so threads sharing
 busy cores yield instead of spinning. Writes nothing outside its temporary folder.
 
-  python scripts/bench_train.py                                 # CPU, config.py's model
-  python scripts/bench_train.py --channels-last --batch-size 32 --repeats 5
-  python scripts/bench_train.py --device cuda --loader-workers 4 --tracks 4000
+  python benchmarks/bench_train.py                                 # CPU, config.py's model
+  python benchmarks/bench_train.py --channels-last --batch-size 32 --repeats 5
+  python benchmarks/bench_train.py --device cuda --loader-workers 4 --tracks 4000
 
 With --compare-models A B ... it times instead the training step of each named model on the
 same in-memory batches (the "memory" feed; BATCH_SIZE, CHANNELS_LAST, augmentation as
@@ -34,8 +34,8 @@ augmentation, ...; TORCH_THREADS and DEVICE stay this command's) and also prints
 each would run on a training set of --tracks x --patches patches (EPOCHS, raised by
 MIN_TRAIN_STEPS) and so its seconds per training run.
 
-  python scripts/bench_train.py --compare-models slim_cnn slim_cnn_fullres --repeats 5
-  python scripts/bench_train.py --compare-recipes recipes/esc10.yaml recipes/audio_scratch.yaml \
+  python benchmarks/bench_train.py --compare-models slim_cnn slim_cnn_fullres --repeats 5
+  python benchmarks/bench_train.py --compare-recipes recipes/esc10.yaml recipes/audio_scratch.yaml \
       --tracks 80 --patches 5     # ESC-10 low data: 80 clips of 5 patches
 """
 import json
@@ -50,17 +50,16 @@ from pathlib import Path
 # Before torch starts its OpenMP threads: on a shared machine spinning workers stall each other.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import audio  # noqa: E402
-import cli  # noqa: E402
-import datafiles  # noqa: E402
-import network  # noqa: E402
-import train  # noqa: E402
-from AudioDataLoader import Datalist, PatchDataset  # noqa: E402
+from soundtrack import audio
+from soundtrack import cli
+from soundtrack import datafiles
+import network
+from AudioDataLoader import Datalist, PatchDataset
+from soundtrack.training.env import Dist
+from soundtrack.training import loop, optim, tasks
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ["MODEL", "BATCH_SIZE", "LEARNING_RATE", "CHANNELS_LAST", "LOADER_WORKERS",
@@ -97,8 +96,8 @@ def make_dataset(root, n_tracks, n_patches, n_classes, seed):
 
 
 def loader_over(dataset, cfg, env):
-    """The training loader exactly as train.py builds it (train.make_loader)."""
-    return train.make_loader(dataset, cfg, env)[0]
+    """The training loader exactly as train.py builds it (loop.make_loader)."""
+    return loop.make_loader(dataset, cfg, env)[0]
 
 
 def memory_batches(n_batches, cfg, n_classes, pin):
@@ -118,7 +117,7 @@ def time_epoch(feed, parts, cfg, env, epoch):
         torch.cuda.synchronize()
     t = time.perf_counter()
     model.train()
-    train.train_one_epoch(model, feed, task, optimizer, scheduler, scaler, env, cfg, epoch)
+    loop.train_one_epoch(model, feed, task, optimizer, scheduler, scaler, env, cfg, epoch)
     if env.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t
@@ -132,13 +131,13 @@ def time_loader(loader):
 
 def build_parts(name, cfg, env, n_batches, cuda):
     """A fresh model of `name` (seeded), its optimizer, task, schedule and scaler."""
-    train.seed_everything(cfg.seed)
+    env.seed_everything(cfg.seed)
     model = network.build_audio(name, cfg.num_classes, (64, 96)).to(env.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = train.make_optimizer(model, cfg)
-    task = train.AudioClassification(cfg, cfg.num_classes, None, [])
-    return (model, task, optimizer, train.make_scheduler(optimizer, cfg, n_batches),
+    optimizer = optim.make_optimizer(model, cfg)
+    task = tasks.AudioClassification(cfg, cfg.num_classes, None, [])
+    return (model, task, optimizer, optim.make_scheduler(optimizer, cfg, n_batches),
             torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp))
 
 
@@ -176,7 +175,7 @@ def compare(entries, cfg, env):
     epochs, run_s = {}, {}
     for label in labels:
         c = cli.Settings(settings[label])
-        train.settle_epochs(c, steps[label])
+        loop.settle_epochs(c, steps[label])
         epochs[label], run_s[label] = c.epochs, c.epochs * statistics.median(seconds[label])
     for label in labels:
         c = settings[label]
@@ -206,7 +205,7 @@ def main(argv=None):
                              "(TORCH_THREADS and DEVICE stay this command's)")
     cfg = cli.parse(parser, argv)
     torch.set_num_threads(cfg.torch_threads or os.cpu_count())
-    env = train.Dist(cfg.device)
+    env = Dist(cfg.device)
     if cfg.compare_models:
         unknown = [n for n in cfg.compare_models if n not in network.names()]
         if unknown:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 import config
-import datafiles
+from soundtrack import atomic
 
 RECORD = "frames.json"
 CROP = "short side scaled to the size (ffmpeg area filter), then centre crop to a square"
@@ -86,7 +86,7 @@ def settings_from(cfg):
 
 
 def write_record(frame_dir, settings):
-    datafiles.write_text(Path(frame_dir) / RECORD,
+    atomic.write_text(Path(frame_dir) / RECORD,
                          json.dumps(settings.to_dict(), indent=1) + "\n")
 
 
@@ -124,7 +124,7 @@ def save_video(path, jpeg, offsets, times):
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, a, allow_pickle=False)
                 z.writestr(zipfile.ZipInfo(name + ".npy", _ZIP_TIME), buf.getvalue())
-    datafiles.atomic_write(path, write)
+    atomic.atomic_write(path, write)
 
 
 def load_video(path, what=("jpeg", "offsets", "times")):

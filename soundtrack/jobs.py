@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cli
-import datafiles
+from soundtrack import cli
+from soundtrack import datafiles
 
 STATUS_SUFFIX = ".status"
 FINAL_WITHOUT_OUTPUT = ("no_audio", "no_video", "dropped")  # not retried

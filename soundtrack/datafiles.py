@@ -9,29 +9,17 @@ killed run never leaves a half-written file under a final name.
 import json
 import os
 import platform
-import signal
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
-import audio
-import cli
-
-PARTIAL_SUFFIX = ".partial"
-# Fault injection for the kill -9 tests: SOUNDTRACK_KILL_AT_RENAME="SUFFIX:N" SIGKILLs the
-# whole process group at this process's N-th rename of a file ending in SUFFIX (its temp file
-# written, not yet renamed; the test starts the run in a session of its own). Unset normally.
-_KILL_SUFFIX, _, _KILL_N = os.environ.get("SOUNDTRACK_KILL_AT_RENAME", "").partition(":")
-_renames = 0
-
-
-def kill_run_if_asked(count, wanted):
-    """SIGKILL this process group when count == wanted > 0 (the kill -9 tests' deterministic
-    fault injection)."""
-    if wanted and count == wanted:
-        os.killpg(os.getpgrp(), signal.SIGKILL)
-
+from soundtrack import audio
+from soundtrack import cli
+from soundtrack import frames
+# the atomic writes: every stage writes through these (datafiles.save_npy, ...)
+from soundtrack.atomic import (PARTIAL_SUFFIX, atomic_write, kill_run_if_asked,  # noqa: F401
+                               partial_path, save_npy, save_npz, write_lines, write_text)
 
 class Paths:
     """The on-disk layout of one dataset, derived from settings (see config.py)."""
@@ -81,7 +69,6 @@ class Paths:
     @property
     def frame_settings(self):
         """The frames.FrameSettings the settings resolve to."""
-        import frames
         return frames.settings_from(self.cfg)
 
     @property
@@ -220,56 +207,6 @@ def read_reasons(path):
         i, _, reason = line.partition("\t")
         out[i] = reason
     return out
-
-
-# ---------------------------------------------------------------- atomic writes
-
-def partial_path(path):
-    path = Path(path)
-    return path.with_name(path.name + PARTIAL_SUFFIX)
-
-
-def atomic_write(path, write):
-    """Call write(tmp_path) then rename tmp_path to path; the temp file is removed on error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    try:
-        write(tmp)
-        if _KILL_SUFFIX and path.name.endswith(_KILL_SUFFIX):
-            global _renames
-            _renames += 1
-            kill_run_if_asked(_renames, int(_KILL_N))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    return atomic_write(path, write)
-
-
-def write_lines(path, lines):
-    return write_text(path, "".join(f"{line}\n" for line in lines))
-
-
-def save_npy(path, array):
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-    return atomic_write(path, write)
-
-
-def save_npz(path, **arrays):
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    return atomic_write(path, write)
 
 
 # ---------------------------------------------------------------- score files
@@ -417,7 +354,7 @@ def split_videos(paths, split, extensions):
 def provenance():
     """Git commit of the repository (None outside git), whether the work tree differs from it,
     and package versions: stored in checkpoints and reports beside what they describe."""
-    root = Path(__file__).resolve().parent
+    root = cli.REPO_ROOT
     commit, dirty = None, None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,

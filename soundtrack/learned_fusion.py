@@ -31,14 +31,14 @@ overfits).
 
 Training (``train_fusion``, settings in ``FusionSettings`` from config.py's LEARNED_FUSION_*
 keys): Adam, LEARNED_FUSION_STEPS steps of LEARNED_FUSION_BATCH_ROWS rows (all rows when
-fewer); mixup on the inputs (train.mixup, Beta(LEARNED_FUSION_MIXUP_ALPHA); 0 = off) and the
-KL-divergence loss to the soft targets (train.kl_loss, as Phase I); plus LEARNED_FUSION_L2 x
+fewer); mixup on the inputs (training.objectives.mixup, Beta(LEARNED_FUSION_MIXUP_ALPHA); 0 = off) and the
+KL-divergence loss to the soft targets (training.objectives.kl_loss, as Phase I); plus LEARNED_FUSION_L2 x
 the squared distance of the parameters from their initial values. The backbones are never
 touched: only these inputs are read. Scoring: ``cross_fit_fusion`` predicts each fold with a
 model trained on the other folds (seed + fold), on the folds of ``fusion.cross_fit``, so the
 weighted average and the learned layers are compared on the same held-out rows;
 ``fit_fusion`` trains one model on all given rows (protocol (a) of the two-phase paper).
-Timings: ``scripts/bench_fusion.py --learned``.
+Timings: ``benchmarks/bench_fusion.py --learned``.
 """
 import contextlib
 from dataclasses import asdict, dataclass
@@ -49,7 +49,8 @@ from torch import nn
 
 import config
 import fusion
-import metrics
+from soundtrack import metrics
+from soundtrack.training.objectives import kl_loss, mixup   # Phase I's loss and mixup
 
 LAYERS = ("sum", "grouped", "concat")
 # The two-phase paper's six Phase II layers: (the contract array they read, the layer)
@@ -247,7 +248,7 @@ def train_fusion(x, labels, layer, groups, n_classes, kinds, settings=FusionSett
     Batches: all rows when n <= batch_rows (full batch), else batch_rows rows drawn without
     replacement from a seeded shuffle, reshuffled each epoch; so the cost is fixed (steps x
     batch rows x S x d) whatever n is. Mixup (mixup_alpha > 0) mixes each batch with a
-    permutation of itself, inputs and soft targets alike (train.mixup).
+    permutation of itself, inputs and soft targets alike (objectives.mixup).
 
     Args:
       x: float32 [n, S, d] row features (``row_features``). kinds: the kind of each source
@@ -256,7 +257,6 @@ def train_fusion(x, labels, layer, groups, n_classes, kinds, settings=FusionSett
     Returns:
       (model in eval mode, mean training loss of the last epoch's worth of steps).
     """
-    from train import kl_loss, mixup    # the loss and mixup of Phase I, lazily (torch-heavy)
     s = settings
     with _single_thread():
         torch.manual_seed(s.seed)
@@ -390,7 +390,7 @@ def cross_fit_fusion(inputs, labels, layer, folds, n_classes, kinds=None, groups
 def save_model(path, model, record):
     """A fitted model and its record (``fit_fusion``'s, plus whatever the caller adds: plain
     Python values) in one torch file, readable with weights_only=True."""
-    import datafiles
+    from soundtrack import datafiles
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     datafiles.atomic_write(path, lambda tmp: torch.save({"record": record, "state": state},
                                                         tmp))

@@ -20,15 +20,17 @@ Usage in a script::
     cfg.feature, cfg.workers, cfg.shard  # -> "mel", 2, (1, 1)
 """
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
-import audio
+from soundtrack import audio
 import config
+
+# The repository's root: config paths that are relative are taken from here.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Every runbook script, train.py and predict.py understands these (SHARD only where the work
 # can be split), so one set of flags serves the whole runbook.
@@ -228,19 +230,6 @@ def parse(p, argv=None):
     return cfg
 
 
-def load_script(name):
-    """scripts/<name>.py as a module, to call a step's main() in-process (their names start
-    with digits, so `import` cannot). One module object per script, registered in
-    sys.modules so that worker processes can unpickle its functions by name."""
-    key = f"script_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, repo_path("scripts") / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
 def progress(iterable=None, **kwargs):
     """A tqdm progress bar on stderr: redrawn every 0.5 s on a terminal, every
     config.PROGRESS_LOG_INTERVAL_S seconds when stderr goes to a file (a job's log keeps one
@@ -257,4 +246,4 @@ def progress(iterable=None, **kwargs):
 def repo_path(path):
     """A config path made absolute: relative paths are taken from the repository root."""
     path = Path(path)
-    return path if path.is_absolute() else Path(__file__).resolve().parent / path
+    return path if path.is_absolute() else REPO_ROOT / path
