@@ -2,7 +2,7 @@
 
 Every function takes the sources as an ordered mapping ``{name: [n, n_classes]}`` whose rows
 are the SAME videos in the same order; rows are aligned by id before they get here
-(``align_rows``; steps 06 and 07), never by position. The learned fusion layer lives in
+(``soundtrack.join``; steps 06 and 07), never by position. The learned fusion layer lives in
 ``learned_fusion`` (torch); this module does not import it.
 
 Normalisation (``normalize``), the same for every use of a source:
@@ -34,8 +34,8 @@ other folds only, and the headline metrics are over all rows scored that way. Th
 chosen on all rows are reported too, labelled oracle (they have seen the labels they are
 scored on); they are the fair choice for ANOTHER split (``07_fuse.py --apply``).
 
-Significance (``paired_bootstrap``): a percentile interval of the accuracy difference of two
-systems on the same rows.
+Significance: ``soundtrack.metrics.paired_bootstrap``, a percentile interval of the accuracy
+difference of two systems on the same rows.
 """
 import itertools
 import math
@@ -51,23 +51,6 @@ PROBS_SUM_TOLERANCE = 1e-3       # |row sum - 1| allowed for a probability row
 TOP_K = 5                        # the "top-5" of the metrics
 MAX_SIMPLEX_POINTS = 500         # weight vectors tried for 3 or more sources
 CHUNK_ELEMENTS = 1 << 19         # rows x classes per chunk of the grid search (2 MiB float32)
-
-
-# ---------------------------------------------------------------- alignment by id
-
-def align_rows(ids, target_ids):
-    """Positions ``p`` with ``ids[p[i]] == target_ids[i]``; -1 where a target id is absent.
-
-    Args:
-      ids: the unique ids of the rows of some array.
-      target_ids: the ids wanted, in the wanted order.
-    Returns:
-      int64 [len(target_ids)].
-    """
-    where = {i: row for row, i in enumerate(ids)}
-    if len(where) != len(ids):
-        raise ValueError("align_rows: ids must be unique")
-    return np.asarray([where.get(i, -1) for i in target_ids], dtype=np.int64)
 
 
 # ---------------------------------------------------------------- normalisation
@@ -379,33 +362,3 @@ def cross_fit(sources, labels, n_folds=config.FUSION_FOLDS, steps=config.FUSION_
 
 
 # ---------------------------------------------------------------- paired bootstrap
-
-def paired_bootstrap(correct, baseline_correct, n_samples=config.BOOTSTRAP_SAMPLES,
-                     seed=config.SEED, level=0.95):
-    """Percentile interval of mean(correct) - mean(baseline_correct) over resampled rows.
-
-    A paired bootstrap: each sample draws n rows with replacement and scores both systems
-    on the same rows. The per-row difference d is -1, 0 or +1, so a sample's mean
-    difference only depends on how many +1 and -1 rows it drew, which is multinomial with
-    the observed proportions; sampling those counts is the same distribution as resampling
-    row indices, at O(n_samples) cost instead of O(n_samples x n).
-
-    Args:
-      correct, baseline_correct: bool [n], the same rows.
-    Returns:
-      {"diff": observed difference, "ci95": [lo, hi]} in percentage points, plus
-      "n_samples", "seed", "level".
-    """
-    a = np.asarray(correct, dtype=bool)
-    b = np.asarray(baseline_correct, dtype=bool)
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"need two bool vectors of the same length, got {a.shape}, {b.shape}")
-    n = len(a)
-    plus, minus = int((a & ~b).sum()), int((~a & b).sum())
-    p = np.array([plus, minus, n - plus - minus], dtype=np.float64) / n
-    counts = np.random.default_rng(seed).multinomial(n, p, size=n_samples)
-    diffs = 100.0 * (counts[:, 0] - counts[:, 1]) / n
-    tail = 100.0 * (1 - level) / 2
-    lo, hi = np.percentile(diffs, [tail, 100 - tail])
-    return {"diff": 100.0 * (plus - minus) / n, "ci95": [float(lo), float(hi)],
-            "n_samples": int(n_samples), "seed": int(seed), "level": float(level)}

@@ -122,8 +122,8 @@ def main(argv=None):
         run = build(cfg, env, paths)
         writer = fit(run.model, run.task, run.loader, run.sampler, cfg, env, paths.run_dir(),
                      run.meta)
-        epoch = choose_checkpoint(run.model, paths.run_dir(), cfg, env)
-        score(run.model, run.task, cfg, env, paths, run.load_split, writer, epoch)
+        chosen = choose_checkpoint(run.model, paths.run_dir(), cfg, env)
+        score(run.model, run.task, cfg, env, paths, run.load_split, writer, chosen, run.meta)
         if writer is not None:
             writer.close()
         env.close()

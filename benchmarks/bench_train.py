@@ -58,7 +58,7 @@ from soundtrack import cli
 from soundtrack import datafiles
 import network
 from AudioDataLoader import Datalist, PatchDataset
-from soundtrack.training.env import Dist
+from soundtrack.training.env import Dist, seed_everything
 from soundtrack.training import loop, optim, tasks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def time_loader(loader):
 
 def build_parts(name, cfg, env, n_batches, cuda):
     """A fresh model of `name` (seeded), its optimizer, task, schedule and scaler."""
-    env.seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     model = network.build_audio(name, cfg.num_classes, (64, 96)).to(env.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

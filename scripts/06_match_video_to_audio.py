@@ -43,9 +43,8 @@ import numpy as np
 
 from soundtrack import cli
 from soundtrack import datafiles
-import fusion
-
-SHOW_IDS = 10  # ids printed / reported per problem (with the full count)
+from soundtrack import join
+from soundtrack.join import SHOW_IDS, examples
 
 
 def read_video_ids(path, n_rows, scores_path):
@@ -95,10 +94,6 @@ def column_order(video_classes_path, classes, n_columns, scores_path):
     return np.asarray([col[name] for name in classes], dtype=np.int64)
 
 
-def summary(ids):
-    return {"count": len(ids), "first": list(ids[:SHOW_IDS])}
-
-
 def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
           video_list_path=None, video_classes_path=None, allow_missing=False):
     """-> (matched float32 [n, C], ids [n], report dict); see the module docstring."""
@@ -123,20 +118,17 @@ def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
         ids_source = f"order of {video_list_path}"
     video_ids, video_rows, duplicates = dedupe(ids, scores, video_scores_path, ids_source)
     audio_ids = datafiles.read_ids(audio_ids_path)
-    pos = fusion.align_rows(video_ids, audio_ids)
-    missing = [i for i, p in zip(audio_ids, pos) if p < 0]
-    if missing and not allow_missing:
-        raise ValueError(f"{len(missing)} of {len(audio_ids)} audio ids in {audio_ids_path} "
-                         f"have no video score in {video_scores_path} ({ids_source}), "
-                         f"e.g. {missing[:SHOW_IDS]}; pass --allow-missing to drop them")
-    if len(missing) == len(audio_ids):
+    if not set(audio_ids) & set(video_ids):
         raise ValueError(f"none of the {len(audio_ids)} audio ids in {audio_ids_path} has a "
                          f"video score in {video_scores_path} ({ids_source}); e.g. audio id "
                          f"{audio_ids[:1]} vs video id {video_ids[:1]}: files of another split?")
-    audio_set = set(audio_ids)
-    keep = pos >= 0
-    out_ids = [i for i, k in zip(audio_ids, keep) if k]
-    matched = np.ascontiguousarray(scores[video_rows[pos[keep]]], dtype=np.float32)
+    joined = join.join({"audio": (audio_ids, audio_ids_path),
+                        "video": (video_ids, f"{video_scores_path} ({ids_source})")},
+                       policy="common" if allow_missing else "subset",
+                       hint="; pass --allow-missing to drop them")
+    missing = joined.absent["video"]
+    out_ids = joined.ids
+    matched = np.ascontiguousarray(scores[video_rows[joined.rows["video"]]], dtype=np.float32)
     report = {
         "video_scores": str(video_scores_path),
         "video_ids": ids_source,
@@ -148,10 +140,10 @@ def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
         "n_video_ids": len(video_ids),
         "n_audio_ids": len(audio_ids),
         "n_matched": len(out_ids),
-        "audio_without_video": summary(missing),
+        "audio_without_video": examples(missing),
         "dropped_audio_ids": missing if allow_missing else [],
-        "video_without_audio": summary([i for i in video_ids if i not in audio_set]),
-        "duplicate_video_ids": {**summary(list(duplicates)),
+        "video_without_audio": examples(joined.dropped["video"]),
+        "duplicate_video_ids": {**examples(duplicates),
                                 "rows": {i: duplicates[i] for i in list(duplicates)[:SHOW_IDS]},
                                 "policy": "identical rows kept once"},
     }

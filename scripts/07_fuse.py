@@ -49,15 +49,16 @@ import numpy as np
 
 from soundtrack import cli
 from soundtrack import datafiles
+from soundtrack import join
 import fusion
 from soundtrack import learned_fusion
 from soundtrack import metrics
+from soundtrack.report import markdown_table, provenance_line, pyplot, save_figure
 
 RESERVED_NAMES = {"fused", "oracle", "gain", "learned", "n", "settings", "sources", "versions",
                   "git_commit", "git_dirty", "n_classes", "best_single"}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+$")
 FULL_CONFUSION_MAX_CLASSES = 30  # above: the confusion plot shows the most-confused classes
-SHOW_IDS = 5
 
 
 # ---------------------------------------------------------------- inputs
@@ -79,30 +80,19 @@ def parse_named(items, what):
 
 
 def load_sources(files, n_classes):
-    """{name: path} -> ({name: float32 [n, C]} all in the first source's id order, ids)."""
-    scores, ids = {}, None
-    first = None
+    """{name: path} -> ({name: float32 [n, C]} all in the first source's id order, ids).
+    Every source must hold the same ids (step 06 matched them)."""
+    arrays, sources = {}, {}
     for name, path in files.items():
         ids_path = datafiles.ids_path_for(path)
         if not ids_path.exists():
             raise ValueError(f"{path}: no ids file {ids_path} beside it (step 06 writes one; "
                              f"rows are matched by id, never by position)")
-        array, these = datafiles.load_scores(path, ids_path, n_classes)
-        if ids is None:
-            ids, first = these, name
-        else:
-            pos = fusion.align_rows(these, ids)
-            extra = sorted(set(these) - set(ids))
-            if (pos < 0).any() or extra:
-                missing = [i for i, p in zip(ids, pos) if p < 0]
-                raise ValueError(
-                    f"{path} ({name}) and {files[first]} ({first}) hold different ids: "
-                    f"{len(missing)} of {first}'s ids missing from {name} "
-                    f"(e.g. {missing[:SHOW_IDS]}), {len(extra)} extra (e.g. "
-                    f"{extra[:SHOW_IDS]}); match them first (06_match_video_to_audio.py)")
-            array = array[pos]
-        scores[name] = array
-    return scores, ids
+        arrays[name], these = datafiles.load_scores(path, ids_path, n_classes)
+        sources[name] = (these, path)
+    joined = join.join(sources, policy="all",
+                       hint="; match them first (06_match_video_to_audio.py)")
+    return {name: joined.take(name, a) for name, a in arrays.items()}, joined.ids
 
 
 def labels_by_id(labels_path, ids, n_classes):
@@ -130,24 +120,15 @@ def normalize_all(scores, kinds, files):
 
 def table(rows):
     """Markdown table of (method, metrics dict) rows."""
-    lines = ["| method | top-1 % | top-5 % | mean class acc % | n |",
-             "|---|---:|---:|---:|---:|"]
-    for label, m in rows:
-        lines.append(f"| {label} | {m['top1']:.2f} | {m['top5']:.2f} | "
-                     f"{m['mean_class_acc']:.2f} | {m['n']} |")
-    return "\n".join(lines)
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    return "\n".join(markdown_table(
+        ["method", "top-1 %", "top-5 %", "mean class acc %", "n"],
+        [[label, f"{m['top1']:.2f}", f"{m['top5']:.2f}", f"{m['mean_class_acc']:.2f}", m["n"]]
+         for label, m in rows]))
 
 
 def plot_weight_curve(path, cf, x_name, n_folds):
     """Top-1/top-5 on all rows against the weight of `x_name`; oracle and fold choices."""
-    plt = _pyplot()
+    plt = pyplot()
     s = cf.names.index(x_name)
     x = cf.grid[:, s]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -166,13 +147,12 @@ def plot_weight_curve(path, cf, x_name, n_folds):
     ax.set_title(f"weighted average fusion, n = {cf.metrics['n']}")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_class_gain(path, gain, classes, best_name):
     """Bar chart: per-class top-1 of the cross-fitted fusion minus the best single source."""
-    plt = _pyplot()
+    plt = pyplot()
     present = np.flatnonzero(~np.isnan(gain))
     order = present[np.argsort(-gain[present], kind="stable")]
     fig, ax = plt.subplots(figsize=(max(6.4, min(16, 0.25 * len(order))), 4.2))
@@ -189,13 +169,12 @@ def plot_class_gain(path, gain, classes, best_name):
     ax.set_ylabel(f"top-1 gain over {best_name} (points)")
     ax.set_title("per-class gain of cross-fitted fusion")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion(path, labels, predicted, classes):
     """Row-normalised confusion matrix; for many classes only the most-confused ones."""
-    plt = _pyplot()
+    plt = pyplot()
     n_classes = len(classes)
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (labels, predicted), 1)
@@ -222,8 +201,7 @@ def plot_confusion(path, labels, predicted, classes):
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- the two modes
@@ -240,7 +218,7 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     best = fusion.best_source(single)
     fused_correct = metrics.true_class_rank(cf.probs, labels) < 1
     best_correct = metrics.true_class_rank(probs[best], labels) < 1
-    boot = fusion.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
+    boot = metrics.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
 
     learned = {}
     fit = learned_fusion.FusionSettings.from_settings(cfg)
@@ -310,10 +288,7 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
              f"Weights: mean over folds {w_text}; oracle {o_text}."]
     lines += [f"learned {v}: skipped ({r['skipped']})" for v, r in learned.items()
               if "skipped" in r]
-    commit = info["git_commit"] or "unknown"
-    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    lines.append(f"Commit {commit}{' (uncommitted changes)' if info['git_dirty'] else ''}; "
-                 f"{versions}.")
+    lines.append(provenance_line(info))
     md = "\n".join(["# Fusion report", "",
                     f"{len(ids)} videos with every score source, {n_classes} classes; "
                     f"labels from {labels_path}.", ""] + lines) + "\n"

@@ -34,6 +34,8 @@ import numpy as np
 
 from soundtrack import cli
 from soundtrack import datafiles
+from soundtrack import metrics
+from soundtrack.report import markdown_table, pyplot, save_figure
 from soundtrack.envelope import evaluation, target
 
 KEYS = ["RUN", "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS", "FRAME_JPEG_QSCALE",
@@ -179,9 +181,7 @@ def auxiliary(npy, split, base_runs, aux_runs, samples, seed):
 # ---------------------------------------------------------------- outputs
 
 def plot_ratings(out_dir, ids, rows, preds, truth, times, manifest):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     by_id = {v["id"]: v for v in (manifest or {}).get("videos", [])}
     colours = {"hit": "tab:green", "click": "tab:red", "silent_hit": "tab:purple"}
     written = []
@@ -208,8 +208,7 @@ def plot_ratings(out_dir, ids, rows, preds, truth, times, manifest):
                      "hit green, click red, silent hit purple (dashed)", fontsize=9)
         fig.tight_layout()
         path = out_dir / "plots" / f"rating_{kind}.png"
-        datafiles.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
-        plt.close(fig)
+        save_figure(fig, path, dpi=80)
         written.append(path)
     return written
 
@@ -222,13 +221,12 @@ def write_markdown(path, report):
     m = report["methods"]
     lines = [f"# Envelope evaluation: {report['run']} on {report['split']} "
              f"({report['clips']} clips)", "",
-             "| method | onset F1 | P | R | count acc | mean r | MSE | BCE | rating score |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, s in m.items():
-        lines.append(f"| {name} | {fmt(s['onset_f1'])} | {fmt(s['onset_precision'])} | "
-                     f"{fmt(s['onset_recall'])} | {fmt(s['onset_count_accuracy'])} | "
-                     f"{fmt(s['mean_r'])} | {fmt(s['mse'], 4)} | {fmt(s['bce'])} | "
-                     f"{fmt(s['score'], 2)} |")
+             *markdown_table(
+                 ["method", "onset F1", "P", "R", "count acc", "mean r", "MSE", "BCE",
+                  "rating score"],
+                 [[name, fmt(s["onset_f1"]), fmt(s["onset_precision"]), fmt(s["onset_recall"]),
+                   fmt(s["onset_count_accuracy"]), fmt(s["mean_r"]), fmt(s["mse"], 4),
+                   fmt(s["bce"]), fmt(s["score"], 2)] for name, s in m.items()])]
     lines += ["", "Model minus the best baseline (paired bootstrap 95 %, "
               f"{report['bootstrap_samples']} resamples of the clips):", ""]
     for k, d in report["model_minus_best_baseline"].items():
@@ -297,9 +295,10 @@ def main(argv=None):
     versus = {}
     for key, stat in (("onset_f1", evaluation.stat_f1), ("mean_r", evaluation.stat_r)):
         best = max((k for k in methods if k != "model"), key=lambda k: methods[k][key])
-        d, lo, hi = evaluation.paired_bootstrap(rows["model"], rows[best], stat,
-                                        cfg.bootstrap_samples, cfg.seed)
-        versus[key] = dict(baseline=best, difference=d, low=lo, high=hi)
+        boot = metrics.paired_bootstrap(rows["model"], rows[best], cfg.bootstrap_samples,
+                                        cfg.seed, stat=stat)
+        versus[key] = dict(baseline=best, difference=boot["diff"], low=boot["ci95"][0],
+                           high=boot["ci95"][1])
     out_dir = paths.npy / "envelope"
     report = dict(run=cfg.run, split=split, clips=len(ids), predictions=paths.relative(
         pred_path), envelopes=paths.relative(env_dir), peak_height=cfg.peak_height,

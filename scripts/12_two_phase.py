@@ -61,9 +61,11 @@ import numpy as np
 
 from soundtrack import cli
 from soundtrack import datafiles
+from soundtrack import join
 import fusion
 from soundtrack import learned_fusion
 from soundtrack import metrics
+from soundtrack.report import markdown_table, provenance_line, pyplot, save_figure
 
 ARRAYS = ("scores", "logits", "embedding")
 GROUP_PREFIXES = {"aud_": "audio", "vis_": "visual"}
@@ -150,39 +152,25 @@ def load_split(sources, split, n_classes, rows="same"):
             raise ValueError(f"{d / f'{split}_labels.npy'}: {y.shape} labels, {ids_path} has "
                              f"{len(these)} ids")
         own[name] = (these, y.astype(np.int64), arrays, ids_path)
-    names = list(own)
-    first = names[0]
-    if rows == "common":
-        held = set.intersection(*(set(own[k][0]) for k in names))
-        ids = [i for i in own[first][0] if i in held]
-    else:
-        ids = own[first][0]
-        for name in names[1:]:
-            these, ids_path = own[name][0], own[name][3]
-            missing = sorted(set(ids) - set(these))
-            extra = sorted(set(these) - set(ids))
-            if missing or extra:
-                raise ValueError(
-                    f"{split}: {name} ({ids_path}) and {first} hold different ids: "
-                    f"{len(missing)} of {first}'s missing (e.g. {missing[:SHOW_IDS]}), "
-                    f"{len(extra)} extra (e.g. {extra[:SHOW_IDS]}); the backbones must be "
-                    f"scored on the same datalists, or set TWO_PHASE_ROWS common")
-    if not ids:
-        raise ValueError(f"{split}: no id is held by every source")
+    first = next(iter(own))
+    joined = join.join({name: (o[0], f"{split}: {o[3]}") for name, o in own.items()},
+                       policy="common" if rows == "common" else "all",
+                       hint="; the backbones must be scored on the same datalists, or set "
+                            "TWO_PHASE_ROWS common")
+    ids = joined.ids
     out, dropped, labels = {}, {}, None
-    for name in names:
-        these, y, arrays, _ = own[name]
-        pos = fusion.align_rows(these, ids)
-        gone = sorted(set(these) - set(ids))
-        dropped[name] = {"n": len(gone), "examples": gone[:SHOW_IDS]}
+    for name, (these, y, arrays, _) in own.items():
+        gone = joined.dropped[name]
+        dropped[name] = {"n": len(gone), "examples": sorted(gone)[:SHOW_IDS]}
+        y = joined.take(name, y)
         if labels is None:
-            labels = y[pos]
-        differ = np.flatnonzero(y[pos] != labels)
+            labels = y
+        differ = np.flatnonzero(y != labels)
         if len(differ):
             r = int(differ[0])
-            raise ValueError(f"{split}: id {ids[r]!r} has label {y[pos][r]} in {name} but "
+            raise ValueError(f"{split}: id {ids[r]!r} has label {y[r]} in {name} but "
                              f"{labels[r]} in {first} ({len(differ)} such ids)")
-        out[name] = {k: v[pos] for k, v in arrays.items()}
+        out[name] = {k: joined.take(name, v) for k, v in arrays.items()}
     labels = metrics.check_labels(labels, len(ids), n_classes)
     return ids, labels, out, dropped
 
@@ -257,13 +245,12 @@ def table_one(table, classes, protocol):
 
 
 def table_two(rows):
-    lines = ["Table II: top-1 % on the evaluated split (n rows; protocol in the column)", "",
-             "| system | backbones | F4 (a) | F4 (b) | weighted average, cross-fitted | n |",
-             "|---|---|---:|---:|---:|---:|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {', '.join(r['sources'])} | {fmt(r['F4_a'])} | "
-                     f"{fmt(r['F4_b'])} | {fmt(r['weighted_average'])} | {r['F4_b']['n']} |")
-    return lines
+    return ["Table II: top-1 % on the evaluated split (n rows; protocol in the column)", ""] + \
+        markdown_table(["system", "backbones", "F4 (a)", "F4 (b)",
+                        "weighted average, cross-fitted", "n"],
+                       [[name, ", ".join(r["sources"]), fmt(r["F4_a"]), fmt(r["F4_b"]),
+                         fmt(r["weighted_average"]), r["F4_b"]["n"]] for name, r in rows.items()],
+                       ["l", "l", "r", "r", "r", "r"])
 
 
 def markdown(report, classes):
@@ -278,12 +265,12 @@ def markdown(report, classes):
              f"all held (dropped): " + "; ".join(
                  f"{split} " + ", ".join(f"{k} {v['n']}" for k, v in d.items())
                  for split, d in report["rows"]["dropped"].items()) + ".", "",
-             "Phase I backbones alone (evaluated split):", "",
-             "| source | run | top-1 % | n | chance % | one-sided binomial p |",
-             "|---|---|---:|---:|---:|---:|"]
-    for name, s in report["backbones"].items():
-        lines.append(f"| {s['label']} | {s['run']} | {s['top1']:.2f} | {s['n']} | "
-                     f"{s['chance_top1']:.1f} | {s['binomial_p']:.2g} |")
+             "Phase I backbones alone (evaluated split):", ""]
+    lines += markdown_table(
+        ["source", "run", "top-1 %", "n", "chance %", "one-sided binomial p"],
+        [[s["label"], s["run"], f"{s['top1']:.2f}", s["n"], f"{s['chance_top1']:.1f}",
+          f"{s['binomial_p']:.2g}"] for s in report["backbones"].values()],
+        ["l", "l", "r", "r", "r", "r"])
     lines += [""]
     for p in PROTOCOLS:
         lines += table_one(report["table1"][p], classes, p) + [""]
@@ -294,18 +281,13 @@ def markdown(report, classes):
               f"interval [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] ({g['n_samples']} samples, "
               f"n = {g['n']}). F4 was named in advance; the other rows are reported, not "
               f"selected.", ""]
-    commit = report["git_commit"] or "unknown"
-    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
-    lines.append(f"Commit {commit}{' (uncommitted changes)' if report['git_dirty'] else ''}; "
-                 f"{versions}.")
+    lines.append(provenance_line(report))
     return "\n".join(lines) + "\n"
 
 
 def plot_per_class(path, series, classes, title):
     """Figure 4: grouped bars, per class, of each series' top-1 (percent)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     n_series, n_classes = len(series), len(classes)
     width = 0.8 / n_series
     fig, ax = plt.subplots(figsize=(max(6.4, min(18, 0.6 * n_classes * n_series / 2)), 4.4))
@@ -320,8 +302,7 @@ def plot_per_class(path, series, classes, title):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- main
@@ -398,7 +379,7 @@ def run(cfg, sources, classes, out_dir):
             "per_class_F4_b": per_class_cells(c_b, labels, n_classes, PROTOCOLS["b"])}
 
     best = fusion.best_source({k: {"top1": backbones[k]["top1"], "top5": 0.0} for k in names})
-    boot = fusion.paired_bootstrap(correct[("F4", "b")], correct[(best, "single")],
+    boot = metrics.paired_bootstrap(correct[("F4", "b")], correct[(best, "single")],
                                    cfg.bootstrap_samples, cfg.seed)
     info = datafiles.provenance()
     run_sources = {k: {"run": s["run"], "group": s["group"], "model": s["model"],

@@ -72,7 +72,7 @@ def _toy_tree(root, rng, n_train=40, n_val=12, frames=20):
     a toy task: feature 0 of a frame is 1 at a contact (plus noise), the envelope is 1 there."""
     import json
     from soundtrack import datafiles
-    import frames as frames_mod
+    from soundtrack import frames as frames_mod
     settings = frames_mod.FrameSettings("native", 32, 3)
     env_dir = root / "d" / "t" / "envelopes" / "32px_nativefps_sigma4.54ms"
     lists, feat = root / "file_lists" / "t", root / "npy_files" / "t" / "feat"

@@ -191,18 +191,18 @@ def test_cross_fit_headline_is_over_all_rows():
 def test_bootstrap_interval():
     rng = np.random.default_rng(5)
     a = rng.random(500) < 0.6
-    same = fusion.paired_bootstrap(a, a.copy(), 2000, seed=0)
+    same = metrics.paired_bootstrap(a, a.copy(), 2000, seed=0)
     assert same["diff"] == 0 and same["ci95"] == [0.0, 0.0]
     b = a.copy()
     b[np.flatnonzero(~a)[:60]] = True  # b is right on 60 more rows
-    better = fusion.paired_bootstrap(b, a, 2000, seed=0)
+    better = metrics.paired_bootstrap(b, a, 2000, seed=0)
     assert better["diff"] == pytest.approx(12.0) and better["ci95"][0] > 0
     # the multinomial shortcut matches resampling rows
     idx = np.random.default_rng(1).integers(0, 500, (2000, 500))
     naive = np.percentile(100 * (b[idx].mean(1) - a[idx].mean(1)), [2.5, 97.5])
     assert np.allclose(better["ci95"], naive, atol=0.8)
     noise = rng.random(500) < 0.6
-    mixed = fusion.paired_bootstrap(noise, a, 2000, seed=0)
+    mixed = metrics.paired_bootstrap(noise, a, 2000, seed=0)
     assert mixed["ci95"][0] < mixed["diff"] < mixed["ci95"][1]
 
 

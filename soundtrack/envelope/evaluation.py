@@ -128,19 +128,6 @@ def micro_f1(tp, n_pred, n_true):
     return prf(int(tp), int(n_pred), int(n_true))[2]
 
 
-def paired_bootstrap(a_rows, b_rows, stat, samples, seed):
-    """95 % interval of stat(a) - stat(b) over clips resampled with replacement, the same
-    clips for both (paired). stat(rows) -> float. -> (difference, low, high)."""
-    rng = np.random.default_rng(seed)
-    n = len(a_rows)
-    diffs = np.empty(samples)
-    for s in range(samples):
-        idx = rng.integers(0, n, n)
-        diffs[s] = stat([a_rows[i] for i in idx]) - stat([b_rows[i] for i in idx])
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return stat(a_rows) - stat(b_rows), float(low), float(high)
-
-
 def stat_f1(rows):
     return micro_f1(sum(r["tp"] for r in rows), sum(r["n_pred"] for r in rows),
                     sum(r["n_true"] for r in rows))

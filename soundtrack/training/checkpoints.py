@@ -41,17 +41,18 @@ def check_resumable(ckpt, meta, path):
 
 
 def choose_checkpoint(model, run_dir, cfg, env):
-    """Load the checkpoint that scores (EVAL_CHECKPOINT) into the model. -> its epoch."""
+    """Load the checkpoint that scores (EVAL_CHECKPOINT) into the model. -> {"path",
+    "epoch", "which": "best" | "last", "why"}, as the result's record keeps it."""
     best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     chosen = best_path if cfg.eval_checkpoint == "best" and best_path.exists() else last_path
     ckpt = load_checkpoint(chosen, env.device)
     model.load_state_dict(ckpt["model"])
+    why = ("best on minival, never on the scored split" if chosen == best_path
+           else "the last epoch")
     if env.main:
-        why = ("best on minival, never on the scored split" if chosen == best_path
-               else "the last epoch")
         print(f"[train] scoring with {chosen.name} (epoch {ckpt['epoch']}; EVAL_CHECKPOINT="
               f"{cfg.eval_checkpoint}: {why})")
-    return ckpt["epoch"]
+    return {"path": chosen, "epoch": ckpt["epoch"], "which": chosen.stem, "why": why}
 
 
 def init_from_checkpoint(model, path, model_name, front_end, pca_params=""):

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from soundtrack import cli
 from soundtrack import datafiles
 from soundtrack import metrics
+from soundtrack import records
 from soundtrack.errors import StageError
 from soundtrack.training.env import autocast
 
@@ -120,9 +121,19 @@ def score_shard(model, dataset, subset, env, cfg, split, out_dir, shard):
     return save_contract(out_dir, split, ids, dataset.datalist.labels, out)
 
 
-def score(model, task, cfg, env, paths, load_split, writer, epoch):
-    """Score each of --eval-splits (default EVAL_SPLIT) into the output contract."""
+def result_record(meta):
+    """The record of a train.py result folder (records.py), before any split is added."""
+    return records.new("train.py", meta["modality"], meta["classes"], model=meta["model_name"],
+                       front_end=meta.get("front_end"), frames=meta.get("frames"))
+
+
+def score(model, task, cfg, env, paths, load_split, writer, chosen, meta):
+    """Score each of --eval-splits (default EVAL_SPLIT) into the output contract, and add
+    each split written to the folder's record (records.py) with the checkpoint `chosen`
+    (choose_checkpoint's) that scored it."""
     out_dir = paths.npy_dir()
+    record = result_record(meta)
+    checkpoint = {**chosen, "path": paths.relative(chosen["path"])}
     for split in cfg.eval_splits if cfg.eval_splits is not None else [cfg.eval_split]:
         try:
             result = task.score_split(model, env, split, load_split(split), out_dir, cfg.shard)
@@ -133,9 +144,11 @@ def score(model, task, cfg, env, paths, load_split, writer, epoch):
                   f"{shard_file(out_dir, split, cfg.shard)}; the contract is written when "
                   f"all {cfg.shard[1]} shards are")
         elif env.main:
+            records.add_split(records.folder_record(out_dir), record, split, result["n"],
+                              checkpoint=checkpoint)
             if writer is not None and not math.isnan(result["track_top1"]):
-                writer.add_scalar(f"{split}/track_top1", result["track_top1"], epoch)
-                writer.add_scalar(f"{split}/track_top5", result["track_top5"], epoch)
+                writer.add_scalar(f"{split}/track_top1", result["track_top1"], chosen["epoch"])
+                writer.add_scalar(f"{split}/track_top5", result["track_top5"], chosen["epoch"])
             print(f"[train] {split}: {result['n']} tracks, {result['n_parts']} {task.unit}; "
                   f"track top-1 {result['track_top1']:.1f} %, top-5 "
                   f"{result['track_top5']:.1f} % -> {out_dir}/{split}_*.npy")
