@@ -6,7 +6,10 @@ Reads  npy_files/<dataset>/<run>/ the output contract that train.py writes for e
          <split>_ids.txt           row order
          <split>_patch_logits.npy  float32 [n_patches, n_classes]
          <split>_patch_track.npy   int64 [n_patches]  row of each patch's track
+         record.json               what made the folder (records.py): its classes must be
+                                   classes.txt's and the split must be listed with these rows
        file_lists/<dataset>/<split>_videos.txt  the labels, looked up by id
+       file_lists/<dataset>/classes.txt
 Writes npy_files/<dataset>/<run>/<split>_metrics.json  {"n_tracks", "n_patches",
          "track_top1", "track_top5", "patch_top1", "per_class_top1"} in percent, and
          "above_chance": track top-1 against the best constant guess, a one-sided exact
@@ -24,11 +27,16 @@ import numpy as np
 from soundtrack import cli
 from soundtrack import datafiles
 from soundtrack import metrics
+from soundtrack import records
 
 
-def check_contract(out, split, video_list):
-    """Load and cross-check one split's contract files. -> dict of arrays and ids."""
+def check_contract(out, split, video_list, classes_path):
+    """Load and cross-check one split's contract files and the folder's record. -> dict of
+    arrays and ids."""
     ids = datafiles.read_ids(out / f"{split}_ids.txt")
+    records.check(records.read_folder(out, "train.py"), records.folder_record(out),
+                  classes=datafiles.read_classes(classes_path), classes_where=str(classes_path),
+                  split=split, rows=len(ids))
     scores, _ = datafiles.load_scores(out / f"{split}_scores.npy", out / f"{split}_ids.txt")
     labels = np.load(out / f"{split}_labels.npy")
     logits = np.load(out / f"{split}_patch_logits.npy")
@@ -60,7 +68,7 @@ def main(argv=None):
     out = paths.npy_dir()
     for split in cfg.eval_splits or [cfg.eval_split]:
         try:
-            c = check_contract(out, split, paths.video_list(split))
+            c = check_contract(out, split, paths.video_list(split), paths.classes)
         except (OSError, ValueError) as e:
             sys.exit(f"error: {e}")
         n_classes = c["scores"].shape[1]

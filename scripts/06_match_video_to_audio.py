@@ -16,6 +16,11 @@ Reads
   --audio-ids FILE      the row order of the audio track scores (step 05)
                         (default npy_files/<dataset>/<run>/<split>_ids.txt)
   --classes FILE        default file_lists/<dataset>/classes.txt (label = line number)
+  <records>             the records beside --audio-ids (train.py's record.json) and beside
+                        --video-scores, where they have one: their classes must be
+                        classes.txt's (the video's, unless --video-classes reorders its
+                        columns) and they must hold EVAL_SPLIT, else an error naming both
+                        files; a file without one is taken as given (a note)
 Writes
   --out FILE            float32 [n_tracks, n_classes]: row i is the video score of audio id i,
                         columns in classes.txt order
@@ -24,6 +29,8 @@ Writes
   <out ids>             the ids of --out, one per line (x_matched.npy -> x_matched_ids.txt):
                         the audio ids in audio order, less any dropped (--allow-missing)
   <out stem>_match_report.json   what matched and what did not (also printed)
+  <out stem>_record.json  the record of --out (records.py): classes, split and rows, and the
+                        records of the two inputs; step 07 checks it
 
 Policies
   - Audio ids with no video score: an error listing them (fusion needs both scores); with
@@ -44,6 +51,7 @@ import numpy as np
 from soundtrack import cli
 from soundtrack import datafiles
 from soundtrack import join
+from soundtrack import records
 from soundtrack.join import SHOW_IDS, examples
 
 
@@ -150,6 +158,25 @@ def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
     return matched, out_ids, report
 
 
+def check_records(video_scores, audio_ids, classes_path, split, video_columns_are_classes):
+    """The records of the audio run and of the video scores, where they have one, against
+    classes.txt and the split. -> {"audio": path or None, "video": path or None}"""
+    classes = datafiles.read_classes(classes_path)
+    found = {"audio": records.find(audio_ids), "video": records.find(video_scores)}
+    if found["audio"] is not None:
+        records.check(records.read(found["audio"]), found["audio"], classes=classes,
+                      classes_where=str(classes_path), split=split,
+                      rows=len(datafiles.read_ids(audio_ids)))
+    else:
+        print(f"06 note: {audio_ids} has no record beside it (not train.py's?): its classes "
+              f"and split are taken as given")
+    if found["video"] is not None:
+        records.check(records.read(found["video"]), found["video"],
+                      classes=classes if video_columns_are_classes else None,
+                      classes_where=str(classes_path), split=split)
+    return found
+
+
 def main(argv=None):
     parser = cli.parser(__doc__, ["EVAL_SPLIT", "RUN", "VIDEO_NAME"])
     parser.add_argument("--video-scores", type=Path, default=None, metavar="FILE")
@@ -182,8 +209,14 @@ def main(argv=None):
             report[key] = paths.relative(report[key])
     if video_ids is not None:
         report["video_ids"] = paths.relative(video_ids)
+    found = check_records(video_scores, cfg.audio_ids or paths.npy_dir() / f"{split}_ids.txt",
+                          cfg.classes or paths.classes, split, cfg.video_classes is None)
     datafiles.save_npy(out, matched)
     datafiles.write_lines(datafiles.ids_path_for(out), ids)
+    record = records.new("06_match_video_to_audio.py", "video",
+                         datafiles.read_classes(cfg.classes or paths.classes))
+    record["sources"] = {k: paths.relative(v) if v else None for k, v in found.items()}
+    records.add_split(records.file_record(out), record, split, len(ids))
     report_path = out.with_name(out.stem + "_match_report.json")
     datafiles.write_text(report_path, json.dumps(report, indent=2) + "\n")
     print(f"06 matched {report['n_matched']} of {report['n_audio_ids']} audio tracks to "

@@ -14,6 +14,10 @@ Reads
   --labels FILE           id<TAB>label, looked up by id; every row needs a label in
                           0..n_classes-1 (default file_lists/<dataset>/<split>_videos.txt)
   --classes FILE          default file_lists/<dataset>/classes.txt (label = line number)
+  <a source's record>     records.find: a record beside a source (train.py's record.json,
+                          step 06's <name>_record.json) must list the split (EVAL_SPLIT) with
+                          the source's rows and the classes of --classes, else an error
+                          naming both files; a file without one is taken as given (a note)
 Writes (--out DIR, default npy_files/<dataset>/fusion/)
   fused_scores.npy        float32 [n, n_classes] weighted average of the sources' probabilities,
                           each row fused with the weights chosen on the OTHER folds
@@ -23,6 +27,7 @@ Writes (--out DIR, default npy_files/<dataset>/fusion/)
                           (layer: sum, grouped, concat; see below)
   weights.json            "weights": chosen on all rows (an oracle for these rows; the choice
                           --apply uses on other splits), "folds": per-fold weights, "kinds"
+  record.json             records.py: the classes, the split and its rows, the sources' records
   report.json, report.md  metrics of each source, the cross-fitted and oracle weighted average,
                           the learned fusion layers; gain over the best source with a paired
                           bootstrap 95 % interval; git commit and package versions
@@ -53,6 +58,7 @@ from soundtrack import join
 import fusion
 from soundtrack import learned_fusion
 from soundtrack import metrics
+from soundtrack import records
 from soundtrack.report import markdown_table, provenance_line, pyplot, save_figure
 
 RESERVED_NAMES = {"fused", "oracle", "gain", "learned", "n", "settings", "sources", "versions",
@@ -79,20 +85,36 @@ def parse_named(items, what):
     return out
 
 
-def load_sources(files, n_classes):
-    """{name: path} -> ({name: float32 [n, C]} all in the first source's id order, ids).
-    Every source must hold the same ids (step 06 matched them)."""
-    arrays, sources = {}, {}
+def load_sources(files, classes, classes_path, split):
+    """{name: path} -> ({name: float32 [n, C]} all in the first source's id order, ids,
+    {name: its record's path or None}). Every source must hold the same ids (step 06 matched
+    them); a source's record (records.find) must list `split` with its rows and the classes
+    of classes_path."""
+    arrays, sources, found = {}, {}, {}
     for name, path in files.items():
         ids_path = datafiles.ids_path_for(path)
         if not ids_path.exists():
             raise ValueError(f"{path}: no ids file {ids_path} beside it (step 06 writes one; "
                              f"rows are matched by id, never by position)")
-        arrays[name], these = datafiles.load_scores(path, ids_path, n_classes)
+        arrays[name], these = datafiles.load_scores(path, ids_path, len(classes))
         sources[name] = (these, path)
+        found[name] = records.find(path)
+        if found[name] is None:
+            print(f"07 note: {path} ({name}) has no record beside it (a file of your own?): "
+                  f"its classes and split are taken as given")
+        else:
+            records.check(records.read(found[name]), found[name], classes=classes,
+                          classes_where=str(classes_path), split=split, rows=len(these))
     joined = join.join(sources, policy="all",
                        hint="; match them first (06_match_video_to_audio.py)")
-    return {name: joined.take(name, a) for name, a in arrays.items()}, joined.ids
+    return ({name: joined.take(name, a) for name, a in arrays.items()}, joined.ids, found)
+
+
+def write_record(cfg, out_dir, classes, split, rows, found):
+    """fusion's record.json: the classes, the split and its rows, the sources' records."""
+    record = records.new("07_fuse.py", "fusion", classes)
+    record["sources"] = {k: cfg.paths.relative(v) if v else None for k, v in found.items()}
+    records.add_split(records.folder_record(out_dir), record, split, rows)
 
 
 def labels_by_id(labels_path, ids, n_classes):
@@ -208,7 +230,7 @@ def plot_confusion(path, labels, predicted, classes):
 
 def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     n_classes = len(classes)
-    scores, ids = load_sources(files, n_classes)
+    scores, ids, found = load_sources(files, classes, cfg.classes_path, cfg.eval_split)
     labels = labels_by_id(labels_path, ids, n_classes)
     probs, decided = normalize_all(scores, kinds, files)
     names = list(probs)
@@ -298,6 +320,7 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     datafiles.write_text(out_dir / "weights.json", json.dumps(weights, indent=2) + "\n")
     datafiles.write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     datafiles.write_text(out_dir / "report.md", md)
+    write_record(cfg, out_dir, classes, cfg.eval_split, len(ids), found)
 
     if len(names) == 2:
         x_name = "audio" if "audio" in names else names[0]
@@ -323,7 +346,7 @@ def apply(cfg, files, kinds, classes, weights_path, out_dir, split):
         raise ValueError(f"{weights_path}: chosen for {chosen['n_classes']} classes, "
                          f"classes file has {len(classes)}")
     files = {k: files[k] for k in names}
-    scores, ids = load_sources(files, len(classes))
+    scores, ids, found = load_sources(files, classes, cfg.classes_path, split)
     recorded = {k: kinds.get(k, chosen["kinds"][k]) for k in names}
     probs, _ = normalize_all(scores, recorded, files)
     fused = fusion.fuse(probs, chosen["weights"])
@@ -333,6 +356,7 @@ def apply(cfg, files, kinds, classes, weights_path, out_dir, split):
     header = "\t".join(["id"] + [f"top{k + 1}" for k in range(top.shape[1])])
     datafiles.write_lines(out_dir / f"{split}_predictions.tsv", [header] + [
         "\t".join([i] + [classes[c] for c in row]) for i, row in zip(ids, top)])
+    write_record(cfg, out_dir, classes, split, len(ids), found)
     print(f"07 --apply {weights_path}: fused {len(ids)} videos with "
           f"{chosen['weights']} -> {out_dir}/{split}_fused_scores.npy, "
           f"{split}_predictions.tsv")

@@ -8,6 +8,8 @@ Reads  npy_files/<dataset>/<run>/   the output contract of that train.py run, pe
          <split>_embedding.npy  float32 [n, d]   mean of the patches' embeddings
          <split>_labels.npy     int64 [n]        (-1 = unlabelled; TRAIN_SPLIT must be labelled)
          <split>_ids.txt        row order
+         record.json            what made it (records.py): its classes must be classes.txt's,
+                                and it must hold each split read, with these rows
        file_lists/<dataset>/classes.txt            the classes (label = line number)
 Writes npy_files/<dataset>/<run>_probe/, per scored split (--eval-splits, default EVAL_SPLIT),
        rows in <split>_ids.txt order (that of the embeddings):
@@ -16,6 +18,8 @@ Writes npy_files/<dataset>/<run>_probe/, per scored split (--eval-splits, defaul
          <split>_ids.txt        one id per line
          probe.json             the l2 grid with each penalty's minival top-1, the chosen
                                 penalty, the rows, the source run, each scored split's top-1/5
+         record.json            records.py: the probe's classes, splits and rows, and the
+                                source run's record
 Standardised features; softmax regression by L-BFGS with an L2 penalty chosen from
 PROBE_L2_GRID by top-1 on a minival carved from TRAIN_SPLIT (MINIVAL_FRACTION of each class's
 tracks, SEED), then refitted on all of TRAIN_SPLIT (linear_probe.py). Steps 06-07 take
@@ -30,12 +34,14 @@ from soundtrack import cli
 from soundtrack import datafiles
 from soundtrack import linear_probe
 from soundtrack import metrics
+from soundtrack import records
 
 PROBE_KEYS = ["RUN", "PROBE_L2_GRID", "MINIVAL_FRACTION", "SEED"]
 
 
-def load_embeddings(folder, split):
-    """A split's embeddings, labels and ids from the output contract, checked row by row."""
+def load_embeddings(folder, split, record=None, classes=None, classes_path=None):
+    """A split's embeddings, labels and ids from the output contract, checked row by row and
+    against the folder's `record` (classes, split, rows) when given."""
     ids = datafiles.read_ids(folder / f"{split}_ids.txt")
     path = folder / f"{split}_embedding.npy"
     x = np.load(path, allow_pickle=False)
@@ -43,6 +49,9 @@ def load_embeddings(folder, split):
     if x.ndim != 2 or len(x) != len(ids) or len(labels) != len(ids):
         raise ValueError(f"{path}: shape {x.shape} and {len(labels)} labels for {len(ids)} ids "
                          f"in {split}_ids.txt (expected [n_ids, d] and n_ids labels)")
+    if record is not None:
+        records.check(record, records.folder_record(folder), classes=classes,
+                      classes_where=str(classes_path), split=split, rows=len(ids))
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if len(bad):
         raise ValueError(f"{path}: row {bad[0]} ({ids[bad[0]]!r}) holds non-finite values")
@@ -57,8 +66,11 @@ def main(argv=None):
     paths = datafiles.Paths(cfg)
     source, out = paths.npy_dir(), paths.npy_dir(f"{cfg.run}_probe")
     try:
-        n_classes = len(datafiles.read_classes(paths.classes))
-        x, y, _ = load_embeddings(source, cfg.train_split)
+        classes = datafiles.read_classes(paths.classes)
+        n_classes = len(classes)
+        source_record = records.read_folder(source, "train.py")
+        check = dict(record=source_record, classes=classes, classes_path=paths.classes)
+        x, y, _ = load_embeddings(source, cfg.train_split, **check)
         if len(y) == 0 or y.min() < 0 or y.max() >= n_classes:
             raise ValueError(f"{source}/{cfg.train_split}_labels.npy: the probe needs labels "
                              f"0..{n_classes - 1} on every training row")
@@ -71,7 +83,7 @@ def main(argv=None):
               + ", ".join(f"{k:g}: {v:.1f} %" for k, v in report["minival_top1"].items())
               + ")")
         for split in cfg.eval_splits or [cfg.eval_split]:
-            xs, ys, ids = load_embeddings(source, split)
+            xs, ys, ids = load_embeddings(source, split, **check)
             if xs.shape[1] != x.shape[1]:
                 raise ValueError(f"{source}/{split}_embedding.npy is {xs.shape[1]}-d, "
                                  f"{cfg.train_split}'s {x.shape[1]}-d")
@@ -82,6 +94,11 @@ def main(argv=None):
             result = {"n": len(ids), "top1": metrics.topk_accuracy(scores, ys, 1),
                       "top5": metrics.topk_accuracy(scores, ys, 5)}
             report["splits"][split] = result
+            record = records.new("11_linear_probe.py", source_record["modality"], classes,
+                                 model="linear_probe", front_end=source_record["front_end"],
+                                 frames=source_record["frames"])
+            record["sources"] = {"embeddings": paths.relative(records.folder_record(source))}
+            records.add_split(records.folder_record(out), record, split, len(ids))
             print(f"[11] {split}: {len(ids)} tracks, top-1 {result['top1']:.2f} %, top-5 "
                   f"{result['top5']:.2f} % -> {out / f'{split}_scores.npy'}")
     except (OSError, ValueError) as e:

@@ -17,12 +17,15 @@ Reads
                           With TWO_PHASE_ROWS common, the ids every source holds are kept
                           (videos without sound or frames dropped; the report counts and
                           lists them per source and split).
-                          runs/<dataset>/<run>/best.pt (else last.pt): the backbone's model
-                          name and classes (which must be classes.txt's). A visual slot whose
+                          <run>/record.json (records.py): the backbone's model name, its
+                          classes (which must be classes.txt's), each split's rows, and the
+                          checkpoint that scored EVAL_SPLIT (recorded for predict.py; under
+                          the record's output root). A visual slot whose
                           model is not tv_inception_v3 / tv_convnext_tiny is labelled
                           "stand-in" in every output.
   --classes FILE          default file_lists/<dataset>/classes.txt
 Writes (--out DIR, default npy_files/<dataset>/two_phase/)
+  record.json             records.py: classes, EVAL_SPLIT and its rows, the sources' records
   report.json, report.md  each backbone alone on EVAL_SPLIT (top-1, n, one-sided exact binomial p
                           against chance = the most frequent class, metrics.above_chance); Table I: rows = classes (+ "overall"), columns
                           F1-F6 (learned_fusion.PHASE2_LAYERS: F1-F3 on the FC(1024)
@@ -65,6 +68,7 @@ from soundtrack import join
 import fusion
 from soundtrack import learned_fusion
 from soundtrack import metrics
+from soundtrack import records
 from soundtrack.report import markdown_table, provenance_line, pyplot, save_figure
 
 ARRAYS = ("scores", "logits", "embedding")
@@ -99,29 +103,33 @@ def group_of(name):
     return next(g for p, g in GROUP_PREFIXES.items() if name.startswith(p))
 
 
-def resolve(paths, name, value):
-    """A source's npy folder, its run folder and what its checkpoint says."""
+def recorded_path(paths, npy_dir, recorded):
+    """A path as a record keeps it (relative to the output root it was written under) ->
+    the file: tried under the npy folder's own output root (<root>/npy_files/<dataset>/<run>),
+    then this run's output root and the repository."""
+    p = Path(recorded)
+    if p.is_absolute():
+        return p
+    roots = [Path(npy_dir).resolve().parents[2], cli.repo_path(paths.cfg.output_root or "."),
+             cli.REPO_ROOT]
+    return next((root / p for root in roots if (root / p).exists()), roots[0] / p)
+
+
+def resolve(paths, name, value, eval_split):
+    """A source's npy folder, its record (records.py), and the checkpoint that scored
+    `eval_split` as the record names it."""
     given = Path(value)
-    if given.is_dir():
-        npy_dir, run = given, given.name
-        # <root>/npy_files/<dataset>/<run> -> <root>/runs/<dataset>/<run> (another checkout's)
-        g = given.resolve()
-        run_dir = (g.parents[2] / "runs" / g.parent.name / run
-                   if g.parent.parent.name == "npy_files" else paths.run_dir(run))
-    else:
-        npy_dir, run = paths.npy_dir(value), value
-        run_dir = paths.run_dir(run)
-    ckpt_path = next((p for p in (run_dir / "best.pt", run_dir / "last.pt") if p.exists()),
-                     None)
-    model, classes = None, None
-    if ckpt_path is not None:
-        ckpt = datafiles.read_checkpoint(ckpt_path)
-        model, classes = ckpt.get("model_name"), ckpt.get("classes")
+    npy_dir, run = (given, given.name) if given.is_dir() else (paths.npy_dir(value), value)
+    record = records.read_folder(npy_dir, "train.py")
+    where = records.folder_record(npy_dir)
+    entry = record["splits"].get(eval_split, {}).get("checkpoint")
+    ckpt_path = recorded_path(paths, npy_dir, entry["path"]) if entry else None
+    model, classes = record["model"], record["classes"]
     group = group_of(name)
     stand_in = group == "visual" and model not in PAPER_VISUAL_MODELS
     label = f"{name} ({model or 'model unknown'}" + (", stand-in" if stand_in else "") + ")"
-    return {"name": name, "group": group, "run": run, "npy_dir": npy_dir,
-            "checkpoint": ckpt_path, "model": model, "classes": classes,
+    return {"name": name, "group": group, "run": run, "npy_dir": npy_dir, "record": record,
+            "record_path": where, "checkpoint": ckpt_path, "model": model, "classes": classes,
             "stand_in": stand_in, "label": label}
 
 
@@ -139,10 +147,11 @@ def load_split(sources, split, n_classes, rows="same"):
     for name, src in sources.items():
         d = src["npy_dir"]
         ids_path = d / f"{split}_ids.txt"
-        if not ids_path.exists():
-            raise ValueError(f"{name}: no {ids_path} (run train.py --run {src['run']} "
-                             f"--eval-splits {split} ...)")
+        if not ids_path.exists() or split not in src["record"]["splits"]:
+            raise ValueError(f"{name}: no {split} split in {d} (run train.py --run "
+                             f"{src['run']} --eval-splits {split} ...)")
         these = datafiles.read_ids(ids_path)
+        records.check(src["record"], src["record_path"], split=split, rows=len(these))
         arrays = {}
         for what in ARRAYS:
             arrays[what], _ = datafiles.load_scores(d / f"{split}_{what}.npy", ids_path,
@@ -310,9 +319,8 @@ def plot_per_class(path, series, classes, title):
 def run(cfg, sources, classes, out_dir):
     n_classes = len(classes)
     for s in sources.values():
-        if s["classes"] is not None and list(s["classes"]) != list(classes):
-            raise ValueError(f"{s['checkpoint']} ({s['name']}) was trained on classes "
-                             f"{s['classes'][:SHOW_IDS]}..., not those of {cfg.classes_path}")
+        records.check(s["record"], s["record_path"], classes=classes,
+                      classes_where=str(cfg.classes_path))
     train = load_split(sources, cfg.train_split, n_classes, cfg.two_phase_rows)
     evaluate = load_split(sources, cfg.eval_split, n_classes, cfg.two_phase_rows)
     ids, labels, data, _ = evaluate
@@ -422,6 +430,9 @@ def run(cfg, sources, classes, out_dir):
     md = markdown(report, classes)
     datafiles.write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     datafiles.write_text(out_dir / "report.md", md)
+    record = records.new("12_two_phase.py", "two_phase", classes)
+    record["sources"] = {k: cfg.paths.relative(s["record_path"]) for k, s in sources.items()}
+    records.add_split(records.folder_record(out_dir), record, cfg.eval_split, len(ids))
     print(md)
     print(f"12 wrote {out_dir}: report.md, report.json, per_class_accuracy.png, "
           f"phase2_F1-F6.pt")
@@ -443,7 +454,7 @@ def main(argv=None):
         parser.error(str(e))
     cfg.paths, cfg.classes_path = paths, cfg.classes or paths.classes
     classes = datafiles.read_classes(cfg.classes_path)
-    sources = {k: resolve(paths, k, v) for k, v in given.items()}
+    sources = {k: resolve(paths, k, v, cfg.eval_split) for k, v in given.items()}
     return run(cfg, sources, classes, cfg.out or paths.npy / "two_phase")
 
 

@@ -98,6 +98,7 @@ def test_runbook_end_to_end(tmp_path, capsys):
     for png in ("accuracy_vs_weight.png", "per_class_gain.png", "confusion.png"):
         assert (tmp_path / "npy_files" / "tiny" / "fusion" / png).stat().st_size > 1000
     assert "oracle" in out
+    check_records(tmp_path, npy, vnpy, results, common)
 
 
 def test_one_set_of_common_flags_runs_the_runbook_on_a_val_only_tree(tmp_path, capsys):
@@ -160,3 +161,41 @@ def test_two_runs_in_different_folders_write_the_same_report(tmp_path):
     assert len(a) > 50 and a == b
     assert reports[0]["sources"] == reports[1]["sources"]
     assert reports[0]["sources"]["audio"]["file"] == "npy_files/tiny/r/val_scores.npy"
+
+
+def check_records(root, npy, vnpy, results, common):
+    """Every result the runbook wrote has its record, saying what made it; step 07 and step 05
+    refuse a score file whose record's classes are not classes.txt's."""
+    from soundtrack import records
+    classes = datafiles.read_classes(root / "file_lists" / "tiny" / "classes.txt")
+    written = [p for p in (root / "npy_files" / "tiny").iterdir() if p.is_dir()]
+    assert {p.name for p in written} == {"r", "v", "fusion"}
+    for folder in written:
+        record = records.read(folder / "record.json")
+        assert record["classes"] == classes and "val" in record["splits"], folder
+    r = records.read(npy / "record.json")
+    assert (r["made_by"], r["modality"], r["model"]) == ("train.py", "audio", "slim_cnn")
+    assert r["front_end"]["name"] == "vggish_mel" and r["frames"] is None
+    n_val = len(datafiles.read_ids(npy / "val_ids.txt"))
+    assert r["splits"]["val"]["rows"] == n_val
+    ckpt = r["splits"]["val"]["checkpoint"]
+    assert ckpt["path"] == "runs/tiny/r/best.pt" and ckpt["which"] == "best" and ckpt["epoch"] >= 1
+    v = records.read(vnpy / "record.json")
+    assert v["modality"] == "visual" and v["frames"]["size_pixels"] == 32
+    matched = records.read(results / "video_val_matched_record.json")
+    assert matched["made_by"] == "06_match_video_to_audio.py"
+    assert matched["sources"] == {"audio": "npy_files/tiny/r/record.json",
+                                  "video": "npy_files/tiny/v/record.json"}
+    assert records.read(root / "npy_files" / "tiny" / "fusion" / "record.json")["splits"][
+        "val"]["rows"] == n_val
+    # a score file whose record lists other classes is refused, naming both files
+    other = dict(r, classes=classes[::-1])
+    records.write(npy / "record.json", other)
+    with pytest.raises(ValueError, match=r"r/record.json records 4 classes, .*classes.txt has "
+                                         r"4; they differ first at column 0"):
+        load_script("07_fuse").main(common + [
+            "--scores", f"audio={npy / 'val_scores.npy'}",
+            f"video={results / 'video_val_matched.npy'}", "--bootstrap-samples", "200"])
+    with pytest.raises(SystemExit, match=r"r/record.json records 4 classes"):
+        load_script("05_score_tracks").main(common + ["--run", "r"])
+    records.write(npy / "record.json", r)

@@ -12,6 +12,7 @@ from soundtrack import metrics
 from conftest import load_script, make_video, sine, write_feature_folder
 
 import train
+from soundtrack import inference
 
 predict = load_script("predict")
 step04 = load_script("04_make_datalists")
@@ -83,7 +84,7 @@ def test_top5_of_video_wav_and_folder(checkpoint, ffmpeg, tmp_path, capsys):
     assert "FAILED" in printed and "high" in printed
 
     # The same numbers by another road: the wav read directly, padded, the model's softmax.
-    clf = predict.Classifier(checkpoint)
+    clf = inference.Classifier(checkpoint)
     x, rate = media.read_wav(wav)
     x = np.pad(x, (0, audio.VGGISH.one_patch_samples - len(x)))
     with torch.no_grad():
@@ -98,13 +99,13 @@ def test_checkpoint_without_a_fitting_front_end_is_refused(checkpoint, tmp_path)
     no_record = {k: v for k, v in ckpt.items() if k != "front_end"}
     torch.save(no_record, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="no front_end"):
-        predict.Classifier(tmp_path / "old.pt")
+        inference.Classifier(tmp_path / "old.pt")
     # a record whose patches are not what the model was trained on
     misfit = dict(ckpt, front_end=audio.front_end("vggish", num_bands=32).to_dict())
     torch.save(misfit, tmp_path / "misfit.pt")
     with pytest.raises(ValueError, match=r"trained on patches \[64, 96\], its front end makes "
                                          r"\[32, 96\]"):
-        predict.Classifier(tmp_path / "misfit.pt")
+        inference.Classifier(tmp_path / "misfit.pt")
     with pytest.raises(SystemExit):
         predict.main([str(tmp_path / "misfit.pt"), str(tmp_path)])
 
@@ -117,7 +118,7 @@ def test_predict_uses_the_checkpoints_front_end_not_config(checkpoint, tmp_path,
     ckpt = torch.load(checkpoint, weights_only=False)
     torch.save(dict(ckpt, front_end=other.to_dict()), tmp_path / "other.pt")
     monkeypatch.setattr(config, "LOG_OFFSET", 0.5)          # must not matter
-    clf = predict.Classifier(tmp_path / "other.pt")
+    clf = inference.Classifier(tmp_path / "other.pt")
     assert clf.front_end == other
     rng = np.random.default_rng(3)
     stereo = np.stack([noisy_tone(2.0, 300.0, rng), noisy_tone(2.0, 3000.0, rng)], axis=1)
