@@ -2,7 +2,7 @@
 
 Edit this file for a lasting change; pass a flag (``--epochs 30``) or a YAML file of
 overrides (``--config my_run.yaml``, keys as written here, case-insensitive) for a one-off.
-Unknown keys and wrong types are errors (see ``cli.py``).
+Unknown keys and wrong types are errors (see ``soundtrack/cli.py``).
 
 Axis order, stated once: an audio patch ("audio image") is ``[bands, frames]`` (the vggish
 preset: ``[64 mel bands, 96 frames]``); a track's features are ``[n_patches, 64, 96]``, or
@@ -152,7 +152,7 @@ FUSION_GRID_STEPS = 101          # audio weights 0, 0.01, ..., 1
 BOOTSTRAP_SAMPLES = 2000
 
 # ---------------------------------------------------------------- learned fusion (Phase II)
-# The fusion layer + dense layer of learned_fusion.py, trained on frozen inputs: step 07 (score
+# The fusion layer + dense layer of soundtrack/learned_fusion.py, trained on frozen inputs: step 07 (score
 # sources) and step 12 (the two-phase system's Phase II on the backbones' embeddings / logits).
 LEARNED_FUSION_STEPS = 100       # Adam steps per fit (per fold when cross-fitted)
 LEARNED_FUSION_BATCH_ROWS = 512  # rows per step; all rows (full batch) when fewer

@@ -18,6 +18,10 @@ Writes runs/<dataset>/<run>/last.pt, best.pt   checkpoints holding the model, op
          <split>_ids.txt        one id per line
          <split>_patch_logits.npy  float32 [n_patches, n_classes]  per patch, tracks' patches
          <split>_patch_track.npy   int64 [n_patches]  row in <split>_ids.txt of each patch
+         record.json            what made the folder (soundtrack/records.py): model, modality,
+                                classes, front end or frame settings, and per split its
+                                rows and the checkpoint that scored it ("best" / "last",
+                                epoch, why); steps 05-07, 11, 12 and predict check it
        train.py is the one writer of these files; step 05 reads and reports them.
 
 Visual models (MODEL = tv_*, see network/) train on step 08's frames instead

@@ -54,6 +54,9 @@ from soundtrack import datafiles
 
 
 def main(argv=None):
+    """Prepare ESC-10 (steps 01-04), train and score each fold, print and save the result.
+
+    Longer than ~60 lines on purpose: the fold loop and its report read as one procedure."""
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,  # others go to train.py
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--folds", default=None, help="comma-separated folds to score "

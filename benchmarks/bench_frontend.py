@@ -185,6 +185,10 @@ def cpu_scaling(workers, n=4_000_000):
 
 
 def main(argv=None):
+    """Make the test videos, then time each configuration interleaved, print the table.
+
+    Longer than ~60 lines on purpose: the order of the timed runs (interleaved, repeated) is
+    the method of the benchmark and is kept in one place."""
     p = cli.parser(__doc__, ["FFMPEG"])
     p.add_argument("--videos", type=int, default=96, help="number of test videos")
     p.add_argument("--video-seconds", type=float, default=10.0,

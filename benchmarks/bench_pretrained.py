@@ -131,7 +131,7 @@ def main(argv=None):
         print(f"{name:12s} inference {r['inference']:8.2f} clips/s   training "
               f"{r['training']:8.2f} clips/s")
     ours, theirs = time_front_ends(cfg.repeats)
-    print(f"CNN14 front end per 10 s track: ours (audio.py, numpy) {ours * 1000:.1f} ms, "
+    print(f"CNN14 front end per 10 s track: ours (soundtrack/audio.py, numpy) {ours * 1000:.1f} ms, "
           f"torchlibrosa {theirs * 1000:.1f} ms; ratio torchlibrosa / ours = "
           f"{theirs / ours:.2f}")
 

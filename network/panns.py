@@ -1,7 +1,7 @@
 """PANNs CNN14 (Kong et al. 2020, "PANNs: Large-Scale Pretrained Audio Neural Networks"), the
 AudioSet-pretrained network, under its published parameter names so its checkpoint loads.
 
-Input  x: [batch, 1, 64 mel bands, frames]: the ``panns`` front end's log-mel (audio.py,
+Input  x: [batch, 1, 64 mel bands, frames]: the ``panns`` front end's log-mel (soundtrack/audio.py,
        equal to PANNs' torchlibrosa front end, which here runs in step 03 instead of inside
        the model); any number of frames >= 32 (five 2 x 2 poolings); a patch is 1001
        frames, 10 s, the clips PANNs were trained on.
@@ -15,7 +15,7 @@ convolutions (no bias) + batch norm + ReLU, widths 64 .. 2048, 2 x 2 average poo
 the first five; dropout 0.2 after each block; mean over frequency; max + mean over time;
 dropout 0.5; ``fc1`` + ReLU. The published checkpoint also stores the front end's STFT and
 mel matrices (``spectrogram_extractor.*``, ``logmel_extractor.*``): ``network.pretrained``
-checks them against audio.py's and drops them. PANNs' own SpecAugment and mixup are the
+checks them against soundtrack/audio.py's and drops them. PANNs' own SpecAugment and mixup are the
 training task's (train.py) here.
 """
 import torch.nn as nn

@@ -10,7 +10,7 @@ names, as in the published files, and numpy 2's, as in files saved again since. 
 ``init_state`` turns a loaded file into a state dict under the model's own keys:
 * PANNs ``{"model": state_dict, "iteration": ..., "sampler": ...}``: the state dict, after
   checking its stored STFT and mel matrices (``spectrogram_extractor.*``,
-  ``logmel_extractor.melW``) against the run's front end (audio.py computes the front end
+  ``logmel_extractor.melW``) against the run's front end (soundtrack/audio.py computes the front end
   in step 03, so the model holds no such matrices);
 * VGGish's release state dict: as is; a postprocessing model (``vggish_pca``) also takes
   the PCA file's means and eigenvectors;

@@ -32,7 +32,7 @@ Files are written as <name>.mp4.partial and renamed when complete; a rerun skips
 exist, and refuses a video root made with other settings (see the manifest).
 
 --dataset-kind impacts (use another --dataset, e.g. impacts) makes the impacts demo instead
-(impacts.py): 6 classes of objects that hit, are dropped onto, thrown against, collide with,
+(soundtrack/envelope/impacts.py): 6 classes of objects that hit, are dropped onto, thrown against, collide with,
 bounce off and are pushed into things, 64 px at 12 fps, 3-4 s, 44.1 kHz mono AAC, an impact
 sound at each contact (loudness following the speed) over background noise, with the seed's
 nuisances (camera clicks, two or three hits, silent hits). It writes
@@ -41,7 +41,6 @@ nuisances (camera clicks, two or three hits, silent hits). It writes
 """
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -419,11 +418,10 @@ def encode(ffmpeg, out_path, frames, sound=None, sr=AUDIO_SAMPLE_RATE_HZ):
         argv += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p",
                  "-threads", "1", "-map_metadata", "-1", "-fflags", "+bitexact",
                  "-f", "mp4", "file:" + str(out_path)]
-        proc = subprocess.run(argv, input=frames.tobytes(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed ({proc.returncode}) writing {out_path}: "
-                               + proc.stderr.decode("utf-8", "replace").strip())
+        try:
+            media.run_ffmpeg(argv, input=frames.tobytes())
+        except media.MediaError as e:
+            raise RuntimeError(f"ffmpeg failed writing {out_path}: {e.reason}") from None
     finally:
         if wav is not None:
             os.unlink(wav)
@@ -580,6 +578,10 @@ def write_manifest(path, settings, table, rows):
 
 
 def main(argv=None):
+    """Parse, plan the demo videos, render them in workers, write the manifest.
+
+    Longer than ~60 lines on purpose: the plan of the dataset (classes, sizes, the videos
+    without sound, the corrupt file) is easiest to check read in one place."""
     parser = cli.parser(__doc__, ["FFMPEG", "SEED"])
     parser.add_argument("--num-classes", type=int, default=8,
                         help="number of classes, 2-8 (default 8)")
@@ -596,7 +598,7 @@ def main(argv=None):
                         f"(default {PICTURE_CUE_SEPARATION})")
     parser.add_argument("--dataset-kind", choices=["demo", "impacts"], default="demo",
                         help="demo (default: the fusion demo) | impacts (the envelope demo, "
-                        "impacts.py; give it its own --dataset)")
+                        "soundtrack/envelope/impacts.py; give it its own --dataset)")
     cfg = cli.parse(parser, argv)
     if len(cfg.clip_seconds) not in (1, 2) or min(cfg.clip_seconds) < 1.0:
         parser.error(f"--clip-seconds takes MIN MAX or one value, each >= 1, got "

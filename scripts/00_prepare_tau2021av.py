@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -146,17 +145,6 @@ def _digest(path):
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _ffmpeg(argv, timeout_s):
-    try:
-        run = subprocess.run(argv, capture_output=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise media.MediaError("failed", f"ffmpeg timed out after {timeout_s} s") from None
-    if run.returncode != 0:
-        lines = run.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise media.MediaError("failed", "ffmpeg: " + (lines[-1] if lines else
-                                                       f"exit {run.returncode}"))
-
-
 def prepare(item, video_root, suffix, ffmpeg, timeout_s):
     """(id, (video path, wav path or None)) -> Outcome; writes <video_root>/<id><suffix>."""
     vid, (video, wav) = item
@@ -182,7 +170,7 @@ def prepare(item, video_root, suffix, ffmpeg, timeout_s):
                     argv += ["-i", wav, "-map", "0:v:0", "-map", "1:a:0"]
                 else:
                     argv += ["-map", "0:v:0"]
-                _ffmpeg(argv + ["-c", "copy", "-f", "matroska", str(tmp)], timeout_s)
+                media.run_ffmpeg(argv + ["-c", "copy", "-f", "matroska", str(tmp)], timeout_s)
         datafiles.atomic_write(out, write)
     except media.MediaError as e:
         jobs.write_status(video_root, vid, e.kind, e.reason)
@@ -204,6 +192,10 @@ def check_manifest(path, settings):
 
 
 def main(argv=None):
+    """Parse, plan the TAU videos, convert them in workers, write the lists and manifest.
+
+    Longer than ~60 lines on purpose: it reads top to bottom as the step does its work
+    (the flags, then each phase once); the work itself is in the functions above."""
     parser = cli.parser(__doc__, ["FFMPEG", "FFMPEG_TIMEOUT_SECONDS"], shard=True)
     parser.add_argument("--tau-root", required=True, metavar="DIR",
                         help="the unpacked TAU Urban Audio-Visual Scenes 2021 development set")

@@ -33,7 +33,7 @@ Writes (--out DIR, default npy_files/<dataset>/fusion/)
                           bootstrap 95 % interval; git commit and package versions
   accuracy_vs_weight.png  (two sources) top-1/top-5 on all rows against the weight, with the
                           oracle and per-fold choices; per_class_gain.png; confusion.png
-The learned fusion is learned_fusion.py's Phase II (the two-phase paper's F1-F6 layers:
+The learned fusion is soundtrack/learned_fusion.py's Phase II (the two-phase paper's F1-F6 layers:
 per-source weight vectors, then a dense layer FC(n_classes) + softmax, mixup + KL loss,
 LEARNED_FUSION_* settings), cross-fitted on the same folds as the weighted average. Step 07
 has score files only (no embeddings or logits), so it runs the three layers (sum, grouped,
@@ -228,7 +228,74 @@ def plot_confusion(path, labels, predicted, classes):
 
 # ---------------------------------------------------------------- the two modes
 
+def run_learned(cfg, probs, labels, layers, folds, n_classes, ids, out_dir):
+    """The learned fusion layers, cross-fitted on the weighted average's folds; each layer's
+    probabilities written. -> ({layer: metrics or {"skipped": why}}, the settings)"""
+    learned = {}
+    fit = learned_fusion.FusionSettings.from_settings(cfg)
+    for layer in cli.progress(layers, desc="07 learned fusion", unit="layer",
+                              disable=not layers):
+        try:
+            r = learned_fusion.cross_fit_fusion(probs, labels, layer, folds, n_classes,
+                                                kinds={k: "scores" for k in probs},
+                                                settings=fit)
+        except ValueError as e:  # e.g. grouped fusion without an audio and a visual source
+            learned[layer] = {"skipped": str(e)}
+            continue
+        learned[layer] = {**r["metrics"], "dense": r["dense"], "inputs": "score features",
+                          "fold_losses": r["fold_losses"]}
+        datafiles.save_npy(out_dir / f"learned_{layer}_scores.npy", r["probs"])
+        datafiles.write_lines(out_dir / f"learned_{layer}_ids.txt", ids)
+    return learned, fit
+
+
+def weighted_rows(cf, names, n_folds):
+    """The cross-fitted and the oracle weighted average, as the report holds them."""
+    mean_w = cf.fold_weights.mean(axis=0)
+    fused = {**cf.metrics, "method": f"weighted average, cross-fitted ({n_folds} folds)",
+             "weights": cf.weights_dict(mean_w),
+             "fold_weights": [cf.weights_dict(w) for w in cf.fold_weights],
+             "fold_metrics": cf.fold_metrics}
+    oracle = {**cf.oracle_metrics, "method": "weighted average, weights tuned on these rows",
+              "weights": cf.weights_dict(cf.oracle_weights)}
+    if "audio" in names:
+        fused["audio_weight"] = float(mean_w[names.index("audio")])
+        oracle["audio_weight"] = float(cf.oracle_weights[names.index("audio")])
+    return fused, oracle
+
+
+def markdown(report, decided, best, info):
+    """report.md's text, and its lines without the title (printed)."""
+    names, learned, boot = list(report["sources"]), report["learned"], report["gain"]
+    fused, oracle = report["fused"], report["oracle"]
+    rows = [(f"{k} ({decided[k]})", report[k]) for k in names]
+    rows.append((fused["method"], fused))
+    rows.append((oracle["method"] + " (oracle)", oracle))
+    for layer, r in learned.items():
+        if "skipped" not in r:
+            rows.append((f"learned {layer} layer on score features ({r['dense']} dense), "
+                         f"cross-fitted", r))
+    w_text = ", ".join(f"{k} {v:.3f}" for k, v in fused["weights"].items())
+    o_text = ", ".join(f"{k} {v:.2f}" for k, v in oracle["weights"].items())
+    lines = [table(rows), "",
+             f"Gain of cross-fitted fusion over the best single source ({best}): "
+             f"{boot['top1']:+.2f} top-1 points, 95 % CI [{boot['ci95'][0]:+.2f}, "
+             f"{boot['ci95'][1]:+.2f}] (paired bootstrap, {boot['bootstrap_samples']} "
+             f"samples).",
+             f"Weights: mean over folds {w_text}; oracle {o_text}."]
+    lines += [f"learned {v}: skipped ({r['skipped']})" for v, r in learned.items()
+              if "skipped" in r]
+    lines.append(provenance_line(info))
+    md = "\n".join(["# Fusion report", "",
+                    f"{report['n']} videos with every score source, {report['n_classes']} "
+                    f"classes; labels from {report['labels']}.", ""] + lines) + "\n"
+    return md, lines
+
+
 def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
+    """Fuse labelled sources: each alone, the cross-fitted and oracle weighted average, the
+    learned layers, the gain over the best source; write the files of the module docstring.
+    -> the report (dict)."""
     n_classes = len(classes)
     scores, ids, found = load_sources(files, classes, cfg.classes_path, cfg.eval_split)
     labels = labels_by_id(labels_path, ids, n_classes)
@@ -241,33 +308,8 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     fused_correct = metrics.true_class_rank(cf.probs, labels) < 1
     best_correct = metrics.true_class_rank(probs[best], labels) < 1
     boot = metrics.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
-
-    learned = {}
-    fit = learned_fusion.FusionSettings.from_settings(cfg)
-    for layer in cli.progress(layers, desc="07 learned fusion", unit="layer",
-                              disable=not layers):
-        try:
-            r = learned_fusion.cross_fit_fusion(probs, labels, layer, cf.folds, n_classes,
-                                                kinds={k: "scores" for k in names},
-                                                settings=fit)
-        except ValueError as e:  # e.g. grouped fusion without an audio and a visual source
-            learned[layer] = {"skipped": str(e)}
-            continue
-        learned[layer] = {**r["metrics"], "dense": r["dense"], "inputs": "score features",
-                          "fold_losses": r["fold_losses"]}
-        datafiles.save_npy(out_dir / f"learned_{layer}_scores.npy", r["probs"])
-        datafiles.write_lines(out_dir / f"learned_{layer}_ids.txt", ids)
-
-    mean_w = cf.fold_weights.mean(axis=0)
-    fused = {**cf.metrics, "method": f"weighted average, cross-fitted ({cfg.fusion_folds} "
-             f"folds)", "weights": cf.weights_dict(mean_w),
-             "fold_weights": [cf.weights_dict(w) for w in cf.fold_weights],
-             "fold_metrics": cf.fold_metrics}
-    oracle = {**cf.oracle_metrics, "method": "weighted average, weights tuned on these rows",
-              "weights": cf.weights_dict(cf.oracle_weights)}
-    if "audio" in names:
-        fused["audio_weight"] = float(mean_w[names.index("audio")])
-        oracle["audio_weight"] = float(cf.oracle_weights[names.index("audio")])
+    learned, fit = run_learned(cfg, probs, labels, layers, cf.folds, n_classes, ids, out_dir)
+    fused, oracle = weighted_rows(cf, names, cfg.fusion_folds)
     settings = {"fusion_folds": cfg.fusion_folds, "fusion_grid_steps": cfg.fusion_grid_steps,
                 "grid_points": len(cf.grid), "seed": cfg.seed,
                 "bootstrap_samples": cfg.bootstrap_samples,
@@ -288,32 +330,12 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     }
     weights = {"sources": names, "kinds": decided, "n_classes": n_classes,
                "weights": cf.weights_dict(cf.oracle_weights),
-               "note": "'weights' were chosen on all labelled rows of " + cfg.paths.relative(labels_path)
+               "note": "'weights' were chosen on all labelled rows of "
+                       + cfg.paths.relative(labels_path)
                        + ": an oracle for those rows, a fair choice for another split",
                "folds": [cf.weights_dict(w) for w in cf.fold_weights],
                "settings": settings, "git_commit": info["git_commit"]}
-
-    rows = [(f"{k} ({decided[k]})", single[k]) for k in names]
-    rows.append((fused["method"], cf.metrics))
-    rows.append((oracle["method"] + " (oracle)", cf.oracle_metrics))
-    for layer, r in learned.items():
-        if "skipped" not in r:
-            rows.append((f"learned {layer} layer on score features ({r['dense']} dense), "
-                         f"cross-fitted", r))
-    text = table(rows)
-    w_text = ", ".join(f"{k} {v:.3f}" for k, v in fused["weights"].items())
-    o_text = ", ".join(f"{k} {v:.2f}" for k, v in oracle["weights"].items())
-    lines = [text, "",
-             f"Gain of cross-fitted fusion over the best single source ({best}): "
-             f"{boot['diff']:+.2f} top-1 points, 95 % CI [{boot['ci95'][0]:+.2f}, "
-             f"{boot['ci95'][1]:+.2f}] (paired bootstrap, {boot['n_samples']} samples).",
-             f"Weights: mean over folds {w_text}; oracle {o_text}."]
-    lines += [f"learned {v}: skipped ({r['skipped']})" for v, r in learned.items()
-              if "skipped" in r]
-    lines.append(provenance_line(info))
-    md = "\n".join(["# Fusion report", "",
-                    f"{len(ids)} videos with every score source, {n_classes} classes; "
-                    f"labels from {labels_path}.", ""] + lines) + "\n"
+    md, lines = markdown(report, decided, best, info)
 
     datafiles.save_npy(out_dir / "fused_scores.npy", cf.probs)
     datafiles.write_lines(out_dir / "fused_ids.txt", ids)
@@ -321,7 +343,6 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     datafiles.write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     datafiles.write_text(out_dir / "report.md", md)
     write_record(cfg, out_dir, classes, cfg.eval_split, len(ids), found)
-
     if len(names) == 2:
         x_name = "audio" if "audio" in names else names[0]
         plot_weight_curve(out_dir / "accuracy_vs_weight.png", cf, x_name, cfg.fusion_folds)
@@ -329,7 +350,6 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
             - fusion.per_class_accuracy(best_correct, labels, n_classes))
     plot_class_gain(out_dir / "per_class_gain.png", gain, classes, best)
     plot_confusion(out_dir / "confusion.png", labels, cf.probs.argmax(axis=1), classes)
-
     print("\n".join(lines))
     print(f"07 wrote {out_dir}: fused_scores.npy, weights.json, report.json, report.md, plots")
     return report

@@ -1,7 +1,7 @@
 """Step 08: every video's frames, as JPEG images with their presentation times.
 
 Reads  file_lists/<dataset>/<split>_videos.txt and the videos under <video_root>
-Writes <frame_root>/<S>px_<F>fps/<id>.npz     one file per video, atomically (frames.py):
+Writes <frame_root>/<S>px_<F>fps/<id>.npz     one file per video, atomically (soundtrack/frames.py):
                                               jpeg uint8 [n_bytes] (the frames' JPEGs back
                                               to back), offsets int64 [n_frames + 1], times
                                               float64 [n_frames] (seconds from the file's

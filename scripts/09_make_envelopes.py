@@ -17,7 +17,7 @@ Writes <envelope_root>/<S>px_<F>fps_sigma<ms>ms/<id>.npy   float32 [n_frames]: f
        file_lists/<dataset>/<split>_<folder>_no_audio.txt, _no_video.txt, _failed.txt
                                               `id<TAB>reason`
 
-The envelope (envelope.py): the ORIGINAL track's first channel at its own sample rate (not
+The envelope (soundtrack/envelope/target.py): the ORIGINAL track's first channel at its own sample rate (not
 step 02's 16 kHz mono wav) in [-1, 1], its magnitude smoothed by a Gaussian of
 ENVELOPE_SIGMA_SECONDS (the seed's 200 samples at 44.1 kHz), frame k's value the maximum over
 frame k's interval around its time t_k, then scaled to [0, 1] per clip unless its peak is

@@ -13,7 +13,7 @@ Writes npy_files/<dataset>/envelope/report.json   everything below, per clip and
                                               with their ids, peaks and the manifest's events
 
 Per clip (rows = the prediction file's ids, joined to the truth by id): Pearson r, mean
-squared error, BCE; onsets: peaks of both envelopes by one picker (envelope.py:
+squared error, BCE; onsets: peaks of both envelopes by one picker (soundtrack/envelope/evaluation.py:
 PEAK_HEIGHT, PEAK_PROMINENCE), matched one to one within +-ONSET_TOLERANCE_FRAMES: precision,
 recall, F1 (micro over clips), onset-count accuracy; the seed's rating (good = onset F1 1 and
 r >= 0.5, bad = F1 0 or r < 0.2) in its per-class table, score (good - bad) / n in [-1, 1].
@@ -254,6 +254,11 @@ def write_markdown(path, report):
 
 
 def main(argv=None):
+    """Parse, read the predictions and true envelopes by id, score model and baselines,
+    write report.json / report.md and plots.
+
+    Longer than ~60 lines on purpose: it reads top to bottom as the step's report is made;
+    each metric and table is a function above."""
     parser = cli.parser(__doc__, KEYS)
     parser.add_argument("--manifest", default=None, metavar="FILE",
                         help=f"events manifest (default <video_root>/{MANIFEST} if it exists)")

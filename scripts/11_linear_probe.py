@@ -22,7 +22,7 @@ Writes npy_files/<dataset>/<run>_probe/, per scored split (--eval-splits, defaul
                                 source run's record
 Standardised features; softmax regression by L-BFGS with an L2 penalty chosen from
 PROBE_L2_GRID by top-1 on a minival carved from TRAIN_SPLIT (MINIVAL_FRACTION of each class's
-tracks, SEED), then refitted on all of TRAIN_SPLIT (linear_probe.py). Steps 06-07 take
+tracks, SEED), then refitted on all of TRAIN_SPLIT (soundtrack/linear_probe.py). Steps 06-07 take
 <split>_scores.npy and <split>_ids.txt like any other score file.
 """
 import json

@@ -316,34 +316,30 @@ def plot_per_class(path, series, classes, title):
 
 # ---------------------------------------------------------------- main
 
-def run(cfg, sources, classes, out_dir):
-    n_classes = len(classes)
-    for s in sources.values():
-        records.check(s["record"], s["record_path"], classes=classes,
-                      classes_where=str(cfg.classes_path))
-    train = load_split(sources, cfg.train_split, n_classes, cfg.two_phase_rows)
-    evaluate = load_split(sources, cfg.eval_split, n_classes, cfg.two_phase_rows)
-    ids, labels, data, _ = evaluate
-    names = list(sources)
-    fit = learned_fusion.FusionSettings.from_settings(cfg)
-    folds = fusion.make_folds(labels, cfg.fusion_folds, cfg.seed)
-    correct = {}                      # (system, protocol) -> bool [n]
+def hits(probs, labels):
+    """bool [n]: the rows whose top-1 is their label (the project's tie rule)."""
+    return metrics.true_class_rank(probs, labels) < 1
 
-    def hits(probs):
-        return metrics.true_class_rank(probs, labels) < 1
 
+def backbone_rows(sources, data, labels, correct):
+    """Each Phase I backbone alone on the evaluated split (fills correct[(name, "single")])."""
     backbones = {}
-    for k in names:
+    for k in sources:
         probs, _ = fusion.normalize(data[k]["scores"], "probs", k)
-        correct[(k, "single")] = hits(probs)
+        correct[(k, "single")] = hits(probs, labels)
         backbones[k] = {**cell(correct[(k, "single")], "backbone alone"),
                         "label": sources[k]["label"], "run": sources[k]["run"],
                         "model": sources[k]["model"], "stand_in": sources[k]["stand_in"],
                         **{k2: v for k2, v in metrics.above_chance(probs, labels).items()
                            if k2 in ("chance_top1", "binomial_p")}}
+    return backbones
 
-    table1 = {"a": {}, "b": {}}
-    models = {}
+
+def table_one_rows(cfg, train, evaluate, names, n_classes, folds, fit, correct, out_dir):
+    """Table I: F1-F6 under both protocols (fills correct[(F, protocol)], writes each
+    layer's scores). -> (table1, {F: (protocol (a) model, its record)})"""
+    _, labels, data, _ = evaluate
+    table1, models = {"a": {}, "b": {}}, {}
     widths = {k: data[k]["embedding"].shape[1] for k in names}
     for f, layer_of in cli.progress(list(learned_fusion.PHASE2_LAYERS.items()),
                                     desc="12 phase II", unit="layer"):
@@ -357,12 +353,19 @@ def run(cfg, sources, classes, out_dir):
         probs_b = protocol_b(evaluate, names, layer_of, folds, n_classes, fit)
         models[f] = (model, record)
         for p, probs in (("a", probs_a), ("b", probs_b)):
-            c = correct[(f, p)] = hits(probs)
+            c = correct[(f, p)] = hits(probs, labels)
             table1[p][f] = {"overall": cell(c, PROTOCOLS[p]),
                             "per_class": per_class_cells(c, labels, n_classes, PROTOCOLS[p]),
                             "inputs": layer_of[0], "layer": layer_of[1]}
             datafiles.save_npy(out_dir / f"{cfg.eval_split}_{f}_{p}_scores.npy", probs)
+    return table1, models
 
+
+def table_two_rows(cfg, sources, train, evaluate, n_classes, folds, fit, correct):
+    """Table II: audio only, visual only, audio-visual; F4 under both protocols and the
+    cross-fitted weighted average (fills correct[(system, "b")])."""
+    _, labels, data, _ = evaluate
+    names = list(sources)
     table2 = {}
     f4 = learned_fusion.PHASE2_LAYERS["F4"]
     for system, group in SUBSETS.items():
@@ -372,8 +375,8 @@ def run(cfg, sources, classes, out_dir):
         if group is None:
             c_a, c_b = correct[("F4", "a")], correct[("F4", "b")]
         else:
-            c_a = hits(protocol_a(train, evaluate, members, f4, n_classes, fit)[0])
-            c_b = hits(protocol_b(evaluate, members, f4, folds, n_classes, fit))
+            c_a = hits(protocol_a(train, evaluate, members, f4, n_classes, fit)[0], labels)
+            c_b = hits(protocol_b(evaluate, members, f4, folds, n_classes, fit), labels)
         correct[(system, "b")] = c_b
         probs = {k: fusion.normalize(data[k]["scores"], "probs", k)[0] for k in members}
         cf = fusion.cross_fit(probs, labels, steps=cfg.fusion_grid_steps, folds=folds)
@@ -381,15 +384,62 @@ def run(cfg, sources, classes, out_dir):
             "sources": [sources[k]["label"] for k in members],
             "stand_in": any(sources[k]["stand_in"] for k in members),
             "F4_a": cell(c_a, PROTOCOLS["a"]), "F4_b": cell(c_b, PROTOCOLS["b"]),
-            "weighted_average": {**cell(hits(cf.probs), "cross-fitted on the evaluated "
-                                        "split (simplex search of step 07)"),
+            "weighted_average": {**cell(hits(cf.probs, labels), "cross-fitted on the "
+                                        "evaluated split (simplex search of step 07)"),
                                  "fold_weights": [cf.weights_dict(w) for w in cf.fold_weights]},
             "per_class_F4_b": per_class_cells(c_b, labels, n_classes, PROTOCOLS["b"])}
+    return table2
 
+
+def write_outputs(cfg, sources, classes, out_dir, report, models, evaluate, table2, correct,
+                  best):
+    """phase2_F<k>.pt, the ids, Figure 4, report.json / .md and record.json. -> report.md"""
+    ids, labels, _, _ = evaluate
+    for f, (model, record) in models.items():
+        learned_fusion.save_model(out_dir / f"phase2_{f}.pt", model, {
+            **record, "phase2_layer": f, "protocol": PROTOCOLS["a"], "classes": classes,
+            "sources": report["sources"], "dataset": cfg.dataset,
+            "train_split": cfg.train_split, "git_commit": report["git_commit"]})
+    datafiles.write_lines(out_dir / f"{cfg.eval_split}_two_phase_ids.txt", ids)
+    series = {f"{s} F4 (b)" + (" (stand-in)" if table2[s]["stand_in"] else ""):
+              table2[s]["per_class_F4_b"] for s in table2}
+    series[f"best backbone {best}"] = per_class_cells(correct[(best, "single")], labels,
+                                                      len(classes), "backbone alone")
+    stand_ins = [k for k, s in sources.items() if s["stand_in"]]
+    plot_per_class(out_dir / "per_class_accuracy.png", series, classes,
+                   f"per-class top-1, {cfg.eval_split} (n = {len(ids)}), protocol (b)"
+                   + (f"; stand-in visual backbones: {', '.join(stand_ins)}" if stand_ins
+                      else ""))
+    md = markdown(report, classes)
+    datafiles.write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    datafiles.write_text(out_dir / "report.md", md)
+    record = records.new("12_two_phase.py", "two_phase", classes)
+    record["sources"] = {k: cfg.paths.relative(s["record_path"]) for k, s in sources.items()}
+    records.add_split(records.folder_record(out_dir), record, cfg.eval_split, len(ids))
+    return md
+
+
+def run(cfg, sources, classes, out_dir):
+    """Phase II over the backbones' contracts: Table I, Table II, the F4 (b) gain, the
+    outputs of the module docstring. -> the report (dict)."""
+    n_classes = len(classes)
+    for s in sources.values():
+        records.check(s["record"], s["record_path"], classes=classes,
+                      classes_where=str(cfg.classes_path))
+    train = load_split(sources, cfg.train_split, n_classes, cfg.two_phase_rows)
+    evaluate = load_split(sources, cfg.eval_split, n_classes, cfg.two_phase_rows)
+    ids, labels, data, _ = evaluate
+    names = list(sources)
+    fit = learned_fusion.FusionSettings.from_settings(cfg)
+    folds = fusion.make_folds(labels, cfg.fusion_folds, cfg.seed)
+    correct = {}                      # (system, protocol) -> bool [n]
+    backbones = backbone_rows(sources, data, labels, correct)
+    table1, models = table_one_rows(cfg, train, evaluate, names, n_classes, folds, fit,
+                                    correct, out_dir)
+    table2 = table_two_rows(cfg, sources, train, evaluate, n_classes, folds, fit, correct)
     best = fusion.best_source({k: {"top1": backbones[k]["top1"], "top5": 0.0} for k in names})
     boot = metrics.paired_bootstrap(correct[("F4", "b")], correct[(best, "single")],
-                                   cfg.bootstrap_samples, cfg.seed)
-    info = datafiles.provenance()
+                                    cfg.bootstrap_samples, cfg.seed)
     run_sources = {k: {"run": s["run"], "group": s["group"], "model": s["model"],
                        "stand_in": s["stand_in"], "label": s["label"],
                        "npy_dir": cfg.paths.relative(s["npy_dir"]),
@@ -410,29 +460,9 @@ def run(cfg, sources, classes, out_dir):
                                         "diff": boot["diff"], "ci95": boot["ci95"],
                                         "n": len(ids), "n_samples": boot["n_samples"],
                                         "seed": boot["seed"], "protocol": PROTOCOLS["b"]},
-              "settings": settings, **info}
-
-    for f, (model, record) in models.items():
-        learned_fusion.save_model(out_dir / f"phase2_{f}.pt", model, {
-            **record, "phase2_layer": f, "protocol": PROTOCOLS["a"], "classes": classes,
-            "sources": run_sources, "dataset": cfg.dataset, "train_split": cfg.train_split,
-            "git_commit": info["git_commit"]})
-    datafiles.write_lines(out_dir / f"{cfg.eval_split}_two_phase_ids.txt", ids)
-    series = {f"{s} F4 (b)" + (" (stand-in)" if table2[s]["stand_in"] else ""):
-              table2[s]["per_class_F4_b"] for s in table2}
-    series[f"best backbone {best}"] = per_class_cells(correct[(best, "single")], labels,
-                                                      n_classes, "backbone alone")
-    stand_ins = [k for k, s in sources.items() if s["stand_in"]]
-    plot_per_class(out_dir / "per_class_accuracy.png", series, classes,
-                   f"per-class top-1, {cfg.eval_split} (n = {len(ids)}), protocol (b)"
-                   + (f"; stand-in visual backbones: {', '.join(stand_ins)}" if stand_ins
-                      else ""))
-    md = markdown(report, classes)
-    datafiles.write_text(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    datafiles.write_text(out_dir / "report.md", md)
-    record = records.new("12_two_phase.py", "two_phase", classes)
-    record["sources"] = {k: cfg.paths.relative(s["record_path"]) for k, s in sources.items()}
-    records.add_split(records.folder_record(out_dir), record, cfg.eval_split, len(ids))
+              "settings": settings, **datafiles.provenance()}
+    md = write_outputs(cfg, sources, classes, out_dir, report, models, evaluate, table2,
+                       correct, best)
     print(md)
     print(f"12 wrote {out_dir}: report.md, report.json, per_class_accuracy.png, "
           f"phase2_F1-F6.pt")

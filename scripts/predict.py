@@ -67,6 +67,10 @@ def find_files(inputs, extensions):
 
 
 def main(argv=None):
+    """Parse, load the classifier, score each file (in order), write the JSON.
+
+    Longer than ~60 lines on purpose: the flags and the one loop over files read best
+    together; the classifiers are in soundtrack/inference.py."""
     parser = cli.parser(__doc__, ["FFMPEG", "FFMPEG_TIMEOUT_SECONDS", "DEVICE"])
     parser.add_argument("checkpoint", type=Path, help="runs/<dataset>/<run>/best.pt, or step "
                         "12's npy_files/<dataset>/two_phase/phase2_F<k>.pt")

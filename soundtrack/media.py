@@ -122,6 +122,20 @@ def _reason(stderr):
     return lines[0] if lines else "ffmpeg failed without a message"
 
 
+def run_ffmpeg(argv, timeout_s=None, input=None):
+    """Run an ffmpeg argv (never a shell string) that writes its own output file(s), feeding
+    `input` bytes on stdin. -> its stdout bytes. Raises MediaError("failed", the reason from
+    its stderr, or the time-out)."""
+    try:
+        proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise MediaError("failed", f"ffmpeg timed out after {timeout_s} s") from None
+    if proc.returncode != 0:
+        raise MediaError("failed", f"ffmpeg exit {proc.returncode}: {_reason(proc.stderr)}")
+    return proc.stdout
+
+
 def _run(argv, path, timeout_s):
     size = Path(path).stat().st_size if Path(path).exists() else None
     if size is None:

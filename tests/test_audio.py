@@ -1,4 +1,4 @@
-"""audio.py: the mel front end against the VGGish reference, and the properties of all three."""
+"""soundtrack/audio.py: the mel front end against the VGGish reference, and the properties of all three."""
 import math
 import re
 

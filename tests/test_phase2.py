@@ -10,7 +10,9 @@ from conftest import load_script
 
 from soundtrack import datafiles
 from soundtrack import learned_fusion
+from soundtrack import inference
 from soundtrack import metrics
+from soundtrack import records
 
 step12 = load_script("12_two_phase")
 N_CLASSES, DIM = 4, 6
@@ -42,6 +44,11 @@ def write_run(root, run, name, splits, rng):
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"model_name": MODELS[run], "classes": classes, "model": {}},
                run_dir / "best.pt")
+    record = records.new("train.py", "audio" if name.startswith("aud") else "visual", classes,
+                         model=MODELS[run])
+    for split, (ids, _) in splits.items():            # as train.py's scoring leaves it
+        records.add_split(records.folder_record(npy), record, split, len(ids), checkpoint={
+            "path": f"runs/t/{run}/best.pt", "epoch": 1, "which": "best", "why": "test"})
 
 
 def make_contracts(tmp_path):
@@ -144,9 +151,9 @@ class StubBackbone:
     """A backbone whose outputs for a file are its contract row for that file's id (so the
     two-phase path of predict.py is tested without training: wiring, fusion, comparison)."""
 
-    def __init__(self, npy, classes, shift=0.0):
-        self.npy, self.classes, self.shift = npy, classes, shift
-        self.input_name = "stub"
+    def __init__(self, path, npy, classes, shift=0.0):
+        self.path, self.npy, self.classes, self.shift = path, npy, classes, shift
+        self.input_name, self.record = "stub", {}
 
     def file_outputs(self, path, ffmpeg, timeout_s):
         vid = "val/" + path.stem
@@ -164,8 +171,8 @@ def test_predict_scores_files_with_the_two_phase_system(phase2, monkeypatch):
     out_dir = contracts / "npy_files" / "t" / "two_phase"
     classes = [f"c{k}" for k in range(N_CLASSES)]
     shifts = {"tp_aud_cqt": 0.5}                       # one backbone recomputes differently
-    monkeypatch.setattr(predict, "backbone", lambda path, device="cpu": StubBackbone(
-        contracts / "npy_files" / "t" / path.parent.name, classes,
+    monkeypatch.setattr(inference, "backbone", lambda path, device="cpu": StubBackbone(
+        path, contracts / "npy_files" / "t" / path.parent.name, classes,
         shifts.get(path.parent.name, 0.0)))
     video_root = contracts / "videos"
     files = [video_root / "val" / f"v{k:03d}.mp4" for k in (3, 7)]
