@@ -1,15 +1,30 @@
 """Step 06: give each audio track the score row of ITS video, matched by id (never by row).
 
 Reads
-  --video-scores FILE   .npy float [n_videos, n_video_classes]: a video model's scores
-                        (logits or probabilities; copied unchanged, step 07 normalises).
+  --video-scores FILE   a video model's scores [n_videos, n_video_classes] (logits or
+                        probabilities; copied unchanged, step 07 normalises), by extension
+                        (soundtrack/score_files.py):
+                          .npy  with its ids: --video-ids, the ids file beside it
+                                (x_scores.npy -> x_ids.txt), or the order of --video-list
+                          .npz  arrays 'scores' [n, C] and 'ids' [n]
+                          .csv / .tsv  a header 'id,<class>,<class>,...' (the class names,
+                                any order: columns are put in classes.txt order by name; other
+                                names are refused), then one row per video
+                          .pkl  MMAction2's `tools/test.py --dump results.pkl` (a list of
+                                dicts with 'pred_score'), rows in the order of --video-list;
+                                read by an unpickler that loads only containers and numpy /
+                                torch arrays and refuses (never runs) anything else
                         (default video_classification_results/<dataset>/
                         <video_name>_<split>_scores.npy)
-  --video-ids FILE      one id per line: the row order of --video-scores. Default: the ids
-                        file beside it (x_scores.npy -> x_ids.txt) if it exists; otherwise the
-                        rows must be in the order of --video-list (one row per listed video).
-  --video-list FILE     id<TAB>label, only used without an ids file
+  --video-ids FILE      one id per line: the row order of a .npy (see above)
+  --video-list FILE     the row order of a .npy without ids, or of a .pkl: this project's
+                        `id<TAB>label` lines, or MMAction2's annotation file (`path label` or
+                        `path n_frames label`; the id is the path without its extension)
                         (default file_lists/<dataset>/<split>_videos.txt)
+  --match-ids MODE      exact (default): a video id must equal the audio id (e.g.
+                        val/abseiling/0wR5jVB-WPk_000417_000427); basename: the file names
+                        without folders and extension are matched (they must be unique on
+                        both sides, else an error with the counts)
   --video-classes FILE  the class name of each video score column, one per line; columns
                         are reordered by name to classes.txt. Default: the columns are
                         already in classes.txt order (their number must match).
@@ -52,6 +67,7 @@ from soundtrack import cli
 from soundtrack import datafiles
 from soundtrack import join
 from soundtrack import records
+from soundtrack import score_files
 from soundtrack.join import SHOW_IDS, examples
 
 
@@ -102,30 +118,74 @@ def column_order(video_classes_path, classes, n_columns, scores_path):
     return np.asarray([col[name] for name in classes], dtype=np.int64)
 
 
+def rows_in_list_order(n_rows, video_list_path, scores_path):
+    """Ids of rows that follow a video list (either format), one row per listed video."""
+    if video_list_path is None:
+        raise ValueError(f"{scores_path}: its rows have no ids; give --video-list (the list "
+                         f"its rows follow) or --video-ids")
+    ids = score_files.read_any_video_list(video_list_path)
+    if len(ids) != n_rows:
+        raise ValueError(f"{scores_path}: {n_rows} rows but the video list {video_list_path} "
+                         f"has {len(ids)} videos; without an ids file the rows must follow "
+                         f"that list (or pass --video-ids)")
+    return ids, f"order of {video_list_path}"
+
+
+def load_video_scores(path, classes, classes_path, video_ids_path, video_list_path,
+                      video_classes_path):
+    """A video model's score file in any of the formats of the module docstring -> (float32
+    [n, C] in classes.txt column order, row ids, where the ids came from)."""
+    ext = Path(path).suffix.lower()
+    if ext not in score_files.FORMATS:
+        raise ValueError(f"{path}: unknown score file type {ext!r}; expected one of "
+                         f"{', '.join(score_files.FORMATS)}")
+    if not Path(path).is_file():
+        raise ValueError(f"{path} not found: the video model's scores (--video-scores)")
+    if ext in (".csv", ".tsv"):
+        if video_classes_path is not None:
+            raise ValueError(f"{path}: a table names its classes in its header; "
+                             f"--video-classes is for .npy, .npz and .pkl")
+        scores, ids = score_files.read_table(path, classes)
+        return scores, ids, f"first column of {path}"
+    if ext == ".npz":
+        scores, ids = score_files.read_npz(path)
+        ids_source = f"'ids' of {path}"
+    elif ext in (".pkl", ".pickle"):
+        scores = score_files.mmaction_scores(score_files.read_pickle(path), path)
+        ids, ids_source = rows_in_list_order(len(scores), video_list_path, path)
+    else:
+        scores, _ = datafiles.load_scores(path)
+        if video_ids_path is not None:
+            ids = read_video_ids(video_ids_path, len(scores), path)
+            ids_source = str(video_ids_path)
+        else:
+            ids, ids_source = rows_in_list_order(len(scores), video_list_path, path)
+    bad = np.flatnonzero(~np.isfinite(scores).all(axis=1))
+    if len(bad):
+        raise ValueError(f"{path}: non-finite value in row {bad[0]} ({ids[bad[0]]!r})")
+    if video_classes_path is not None:
+        scores = scores[:, column_order(video_classes_path, classes, scores.shape[1], path)]
+    elif scores.shape[1] != len(classes):
+        raise ValueError(f"{path}: {scores.shape[1]} columns but {classes_path} has "
+                         f"{len(classes)} classes (pass --video-classes to match columns by "
+                         f"class name)")
+    return scores, ids, ids_source
+
+
 def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
-          video_list_path=None, video_classes_path=None, allow_missing=False):
+          video_list_path=None, video_classes_path=None, allow_missing=False,
+          match_ids="exact"):
     """-> (matched float32 [n, C], ids [n], report dict); see the module docstring."""
     classes = datafiles.read_classes(classes_path)
-    scores, _ = datafiles.load_scores(video_scores_path)
-    if video_classes_path is not None:
-        scores = scores[:, column_order(video_classes_path, classes, scores.shape[1],
-                                        video_scores_path)]
-    elif scores.shape[1] != len(classes):
-        raise ValueError(f"{video_scores_path}: {scores.shape[1]} columns but "
-                         f"{classes_path} has {len(classes)} classes (pass --video-classes "
-                         f"to match columns by class name)")
-    if video_ids_path is not None:
-        ids = read_video_ids(video_ids_path, len(scores), video_scores_path)
-        ids_source = str(video_ids_path)
-    else:
-        ids, _ = datafiles.read_video_list(video_list_path)
-        if len(ids) != len(scores):
-            raise ValueError(f"{video_scores_path}: {len(scores)} rows but the video list "
-                             f"{video_list_path} has {len(ids)} videos; without an ids file "
-                             f"the rows must follow that list (or pass --video-ids)")
-        ids_source = f"order of {video_list_path}"
-    video_ids, video_rows, duplicates = dedupe(ids, scores, video_scores_path, ids_source)
+    scores, ids, ids_source = load_video_scores(video_scores_path, classes, classes_path,
+                                                video_ids_path, video_list_path,
+                                                video_classes_path)
     audio_ids = datafiles.read_ids(audio_ids_path)
+    if match_ids == "basename":
+        ids = score_files.rename_by_basename(ids, audio_ids, f"{video_scores_path} "
+                                             f"({ids_source})", audio_ids_path)
+        ids_source += ", matched by file name"
+    video_ids, video_rows, duplicates = dedupe(ids, scores, video_scores_path, ids_source)
     if not set(audio_ids) & set(video_ids):
         raise ValueError(f"none of the {len(audio_ids)} audio ids in {audio_ids_path} has a "
                          f"video score in {video_scores_path} ({ids_source}); e.g. audio id "
@@ -140,6 +200,7 @@ def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
     report = {
         "video_scores": str(video_scores_path),
         "video_ids": ids_source,
+        "match_ids": match_ids,
         "video_classes": str(video_classes_path) if video_classes_path else None,
         "audio_ids": str(audio_ids_path),
         "classes": str(classes_path),
@@ -186,6 +247,9 @@ def main(argv=None):
     parser.add_argument("--audio-ids", type=Path, default=None, metavar="FILE")
     parser.add_argument("--classes", type=Path, default=None, metavar="FILE")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--match-ids", choices=score_files.MATCH_IDS, default="exact",
+                        help="exact: video ids equal audio ids; basename: match the file "
+                             "names (no folders, no extension), unique on both sides")
     parser.add_argument("--allow-missing", action=argparse.BooleanOptionalAction,
                         default=False, help="drop audio ids that have no video score "
                         "(default: error)")
@@ -194,14 +258,16 @@ def main(argv=None):
     split = cfg.eval_split
     video_scores = cfg.video_scores or paths.video_results / f"{cfg.video_name}_{split}_scores.npy"
     video_ids = cfg.video_ids
-    if video_ids is None and datafiles.ids_path_for(video_scores).exists():
+    if (video_ids is None and Path(video_scores).suffix == ".npy"
+            and datafiles.ids_path_for(video_scores).exists()):
         video_ids = datafiles.ids_path_for(video_scores)
     out = cfg.out or paths.video_results / f"{cfg.video_name}_{split}_matched.npy"
     matched, ids, report = match(
         video_scores, cfg.audio_ids or paths.npy_dir() / f"{split}_ids.txt",
         cfg.classes or paths.classes, video_ids_path=video_ids,
         video_list_path=cfg.video_list or paths.video_list(split),
-        video_classes_path=cfg.video_classes, allow_missing=cfg.allow_missing)
+        video_classes_path=cfg.video_classes, allow_missing=cfg.allow_missing,
+        match_ids=cfg.match_ids)
     report["out"] = str(out)
     report["out_ids"] = str(datafiles.ids_path_for(out))
     for key in ("video_scores", "video_classes", "audio_ids", "classes", "out", "out_ids"):
