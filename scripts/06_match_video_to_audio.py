@@ -46,6 +46,11 @@ Writes
   <out stem>_match_report.json   what matched and what did not (also printed)
   <out stem>_record.json  the record of --out (records.py): classes, split and rows, and the
                         records of the two inputs; step 07 checks it
+  <name>_<split>_all.npy  (beside --out: x_matched.npy -> x_all.npy) float32 [n_videos,
+                        n_classes]: the video model's scores of EVERY video it scored, the
+                        same columns, with its ids file (x_all_ids.txt) and record: step 07's
+                        whole-split report (videos without a sound track keep their video
+                        score)
 
 Policies
   - Audio ids with no video score: an error listing them (fusion needs both scores); with
@@ -175,7 +180,8 @@ def load_video_scores(path, classes, classes_path, video_ids_path, video_list_pa
 def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
           video_list_path=None, video_classes_path=None, allow_missing=False,
           match_ids="exact"):
-    """-> (matched float32 [n, C], ids [n], report dict); see the module docstring."""
+    """-> (matched float32 [n, C], ids [n], report dict, (every video's scores float32
+    [n_videos, C] in classes.txt order, their ids)); see the module docstring."""
     classes = datafiles.read_classes(classes_path)
     scores, ids, ids_source = load_video_scores(video_scores_path, classes, classes_path,
                                                 video_ids_path, video_list_path,
@@ -216,7 +222,14 @@ def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
                                 "rows": {i: duplicates[i] for i in list(duplicates)[:SHOW_IDS]},
                                 "policy": "identical rows kept once"},
     }
-    return matched, out_ids, report
+    all_scores = np.ascontiguousarray(scores[video_rows], dtype=np.float32)
+    return matched, out_ids, report, (all_scores, video_ids)
+
+
+def all_path_for(out):
+    """Where step 06 puts every video's scores beside --out: x_matched.npy -> x_all.npy."""
+    stem = out.stem[:-len("_matched")] if out.stem.endswith("_matched") else out.stem
+    return out.with_name(stem + "_all.npy")
 
 
 def check_records(video_scores, audio_ids, classes_path, split, video_columns_are_classes):
@@ -262,7 +275,7 @@ def main(argv=None):
             and datafiles.ids_path_for(video_scores).exists()):
         video_ids = datafiles.ids_path_for(video_scores)
     out = cfg.out or paths.video_results / f"{cfg.video_name}_{split}_matched.npy"
-    matched, ids, report = match(
+    matched, ids, report, (all_scores, all_ids) = match(
         video_scores, cfg.audio_ids or paths.npy_dir() / f"{split}_ids.txt",
         cfg.classes or paths.classes, video_ids_path=video_ids,
         video_list_path=cfg.video_list or paths.video_list(split),
@@ -283,6 +296,10 @@ def main(argv=None):
                          datafiles.read_classes(cfg.classes or paths.classes))
     record["sources"] = {k: paths.relative(v) if v else None for k, v in found.items()}
     records.add_split(records.file_record(out), record, split, len(ids))
+    every = all_path_for(out)              # every video's scores, for step 07's whole split
+    datafiles.save_npy(every, all_scores)
+    datafiles.write_lines(datafiles.ids_path_for(every), all_ids)
+    records.add_split(records.file_record(every), record, split, len(all_ids))
     report_path = out.with_name(out.stem + "_match_report.json")
     datafiles.write_text(report_path, json.dumps(report, indent=2) + "\n")
     print(f"06 matched {report['n_matched']} of {report['n_audio_ids']} audio tracks to "

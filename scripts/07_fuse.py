@@ -18,7 +18,7 @@ Reads
                           step 06's <name>_record.json) must list the split (EVAL_SPLIT) with
                           the source's rows and the classes of --classes, else an error
                           naming both files; a file without one is taken as given (a note)
-Writes (--out DIR, default npy_files/<dataset>/fusion/)
+Writes (--out-dir DIR, default npy_files/<dataset>/fusion/)
   fused_scores.npy        float32 [n, n_classes] weighted average of the sources' probabilities,
                           each row fused with the weights chosen on the OTHER folds
                           (cross-fitted, FUSION_FOLDS folds stratified by class, seed SEED)
@@ -31,6 +31,14 @@ Writes (--out DIR, default npy_files/<dataset>/fusion/)
   report.json, report.md  metrics of each source, the cross-fitted and oracle weighted average,
                           the learned fusion layers; gain over the best source with a paired
                           bootstrap 95 % interval; git commit and package versions
+  whole_split_scores.npy, whole_split_ids.txt, whole_split_rows.tsv   when the video model's
+                          scores of every video are there (step 06's <name>_<split>_all.npy):
+                          float32 [n_videos, n_classes] for EVERY video it scored, the fused
+                          row where the video has a sound track, its video score alone where
+                          not (rows.tsv: id, fused | video_only, the reason from steps 02-03);
+                          report.json's "whole_split": top-1 / top-5 of the video alone and
+                          fused over the whole split, with the paired bootstrap: the number a
+                          paper compares with its video model's accuracy
   accuracy_vs_weight.png  (two sources) top-1/top-5 on all rows against the weight, with the
                           oracle and per-fold choices; per_class_gain.png; confusion.png
 The learned fusion is soundtrack/learned_fusion.py's Phase II (the two-phase paper's F1-F6 layers:
@@ -52,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from soundtrack import audio
 from soundtrack import cli
 from soundtrack import datafiles
 from soundtrack import join
@@ -64,10 +73,33 @@ from soundtrack.report import markdown_table, provenance_line, pyplot, save_figu
 RESERVED_NAMES = {"fused", "oracle", "gain", "learned", "n", "settings", "sources", "versions",
                   "git_commit", "git_dirty", "n_classes", "best_single"}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+$")
+MODALITIES = {"audio": "audio", "video": "visual"}   # --scores modality -> learned-fusion group
 FULL_CONFUSION_MAX_CLASSES = 30  # above: the confusion plot shows the most-confused classes
 
 
 # ---------------------------------------------------------------- inputs
+
+def parse_sources(items):
+    """['audio:aud=x.npy', 'video=y.npy'] -> ({name: Path} in order, {name: modality}).
+
+    A source is MODALITY:NAME=FILE (modality audio or video), or NAME=FILE where the name is
+    itself audio or video; a source's modality is never guessed from any other name."""
+    files, modality = {}, {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        kind, colon, name = head.rpartition(":")
+        if not colon:
+            kind, name = head, head
+        if kind not in MODALITIES:
+            raise ValueError(f"--scores {item!r}: say the source's modality: audio:NAME=FILE "
+                             f"or video:NAME=FILE (NAME=FILE only for the names audio and "
+                             f"video)")
+        named = parse_named([f"{name}{sep}{value}"], "--scores")
+        if name in files:
+            raise ValueError(f"--scores: {name!r} given twice")
+        files[name], modality[name] = Path(named[name]), kind
+    return files, modality
+
 
 def parse_named(items, what):
     """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'} in order; errors name the bad item."""
@@ -228,7 +260,7 @@ def plot_confusion(path, labels, predicted, classes):
 
 # ---------------------------------------------------------------- the two modes
 
-def run_learned(cfg, probs, labels, layers, folds, n_classes, ids, out_dir):
+def run_learned(cfg, probs, labels, layers, folds, n_classes, ids, out_dir, groups):
     """The learned fusion layers, cross-fitted on the weighted average's folds; each layer's
     probabilities written. -> ({layer: metrics or {"skipped": why}}, the settings)"""
     learned = {}
@@ -238,7 +270,7 @@ def run_learned(cfg, probs, labels, layers, folds, n_classes, ids, out_dir):
         try:
             r = learned_fusion.cross_fit_fusion(probs, labels, layer, folds, n_classes,
                                                 kinds={k: "scores" for k in probs},
-                                                settings=fit)
+                                                groups=groups, settings=fit)
         except ValueError as e:  # e.g. grouped fusion without an audio and a visual source
             learned[layer] = {"skipped": str(e)}
             continue
@@ -285,11 +317,101 @@ def markdown(report, decided, best, info):
              f"Weights: mean over folds {w_text}; oracle {o_text}."]
     lines += [f"learned {v}: skipped ({r['skipped']})" for v, r in learned.items()
               if "skipped" in r]
+    whole = report.get("whole_split")
+    if whole:
+        g = whole["gain"]
+        lines += ["", f"The whole split: {whole['n']} videos, {whole['n_with_sound']} fused, "
+                      f"{whole['n_video_only']} without a sound track scored by the video model "
+                      f"alone (whole_split_rows.tsv says why):", "",
+                  table([(f"video alone ({whole['video_scores']})", whole["video"]),
+                         ("fused where there is sound, else video", whole["fused"])]), "",
+                  f"Gain on the whole split: {g['top1']:+.2f} top-1 points, 95 % CI "
+                  f"[{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] (paired bootstrap, "
+                  f"{g['bootstrap_samples']} samples)."]
     lines.append(provenance_line(info))
     md = "\n".join(["# Fusion report", "",
                     f"{report['n']} videos with every score source, {report['n_classes']} "
                     f"classes; labels from {report['labels']}.", ""] + lines) + "\n"
     return md, lines
+
+
+def no_track_reasons(cfg, audio_record, split):
+    """{id: why it has no audio score}: step 02's no_audio and failed lists and step 03's
+    skipped list, for the front end the audio run's record names."""
+    paths = cfg.paths
+    reasons = {}
+    if audio_record and audio_record.get("front_end"):
+        fe = audio.FrontEnd.from_dict(audio_record["front_end"])
+        for what in ("no_audio", "failed"):
+            for i, r in datafiles.read_reasons(
+                    paths.stage_list(split, f"{fe.audio_folder}_{what}")).items():
+                reasons[i] = f"step 02 {what}: {r}"
+        for i, r in datafiles.read_reasons(paths.stage_list(split, f"{fe.name}_skipped")).items():
+            reasons[i] = f"step 03: {r.replace(chr(9), ': ')}"
+    return reasons
+
+
+def whole_split(cfg, files, decided, found, ids, fused_probs, labels_path, classes,
+                out_dir):
+    """Every video the video model scored: the fused row where it has a sound track, its
+    video score alone where not (marked, with step 02's reason). -> the report's
+    "whole_split" (top-1 / top-5 of the video alone and fused, the paired bootstrap), or
+    None when there is no one video source or no scores of every video (step 06's
+    <name>_<split>_all.npy beside its matched file)."""
+    video = [k for k, m in cfg.modality.items() if m == "video"]
+    audio_src = [k for k, m in cfg.modality.items() if m == "audio"]
+    if len(video) != 1:
+        return None
+    name = video[0]
+    stem = files[name].stem
+    every = cfg.video_all or files[name].with_name(
+        (stem[:-len("_matched")] if stem.endswith("_matched") else stem) + "_all.npy")
+    if not Path(every).is_file():
+        if cfg.video_all:
+            raise ValueError(f"{every} not found: run scripts/06_match_video_to_audio.py first "
+                             f"(it writes every video's scores beside its matched file)")
+        print(f"07 note: no {every} (step 06 writes it): the whole split is not reported")
+        return None
+    scores_all, ids_all, _ = load_sources({name: Path(every)}, classes, cfg.classes_path,
+                                          cfg.eval_split)
+    split_ids = set(datafiles.read_video_list(labels_path)[0])
+    inside = [r for r, i in enumerate(ids_all) if i in split_ids]
+    n_outside = len(ids_all) - len(inside)
+    ids_all = [ids_all[r] for r in inside]
+    probs_all, _ = fusion.normalize(scores_all[name][inside], decided[name],
+                                    f"{every} ({name})")
+    joined = join.join({"every video": (ids_all, every), "with sound": (ids, "fused rows")},
+                       policy="common")
+    if len(joined.ids) != len(ids):
+        raise ValueError(f"{every}: {len(ids) - len(joined.ids)} of the fused videos are not "
+                         f"in it: step 06 wrote it from another score file")
+    fused_all = probs_all.copy()
+    fused_all[joined.rows["every video"]] = fused_probs[joined.rows["with sound"]]
+    has_track = np.zeros(len(ids_all), bool)
+    has_track[joined.rows["every video"]] = True
+    reasons = no_track_reasons(cfg, records.read(found[audio_src[0]])
+                               if len(audio_src) == 1 and found.get(audio_src[0]) else None,
+                               cfg.eval_split)
+    labels = labels_by_id(labels_path, ids_all, len(classes))
+    video_correct = metrics.true_class_rank(probs_all, labels) < 1
+    fused_correct = metrics.true_class_rank(fused_all, labels) < 1
+    boot = metrics.paired_bootstrap(fused_correct, video_correct, cfg.bootstrap_samples,
+                                    cfg.seed)
+    datafiles.save_npy(out_dir / "whole_split_scores.npy", fused_all.astype(np.float32))
+    datafiles.write_lines(out_dir / "whole_split_ids.txt", ids_all)
+    rows = [f"{i}\tfused\t" if t else
+            f"{i}\tvideo_only\t{reasons.get(i, 'no audio score in the audio run')}"
+            for i, t in zip(ids_all, has_track)]
+    datafiles.write_lines(out_dir / "whole_split_rows.tsv", ["id\tscore\treason"] + rows)
+    return {"n": len(ids_all), "n_with_sound": int(has_track.sum()),
+            "n_video_only": int((~has_track).sum()),
+            "n_split_videos_without_video_score": len(split_ids) - len(ids_all),
+            "n_video_scores_outside_the_split": n_outside,
+            "video_scores": cfg.paths.relative(every),
+            "video": fusion.metrics(probs_all, labels), "fused": fusion.metrics(fused_all, labels),
+            "gain": {"top1": boot["diff"], "ci95": boot["ci95"], "over": f"{name} alone",
+                     "bootstrap_samples": boot["n_samples"], "seed": boot["seed"]},
+            "rows": "whole_split_rows.tsv: fused, or video_only with the reason"}
 
 
 def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
@@ -308,13 +430,15 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
     fused_correct = metrics.true_class_rank(cf.probs, labels) < 1
     best_correct = metrics.true_class_rank(probs[best], labels) < 1
     boot = metrics.paired_bootstrap(fused_correct, best_correct, cfg.bootstrap_samples, cfg.seed)
-    learned, fit = run_learned(cfg, probs, labels, layers, cf.folds, n_classes, ids, out_dir)
+    groups = {k: MODALITIES[cfg.modality[k]] for k in names}
+    learned, fit = run_learned(cfg, probs, labels, layers, cf.folds, n_classes, ids, out_dir,
+                               groups)
     fused, oracle = weighted_rows(cf, names, cfg.fusion_folds)
     settings = {"fusion_folds": cfg.fusion_folds, "fusion_grid_steps": cfg.fusion_grid_steps,
                 "grid_points": len(cf.grid), "seed": cfg.seed,
                 "bootstrap_samples": cfg.bootstrap_samples,
                 "learned_fusion": fit.to_dict(),
-                "groups": dict(zip(names, learned_fusion.source_groups(names)))}
+                "groups": groups}
     info = datafiles.provenance()
     report = {
         "n": int(len(ids)), "n_classes": n_classes,
@@ -328,6 +452,10 @@ def evaluate(cfg, files, kinds, classes, labels_path, out_dir, layers):
                  "bootstrap_samples": boot["n_samples"], "seed": boot["seed"]},
         "learned": learned, "settings": settings, **info,
     }
+    whole = whole_split(cfg, files, decided, found, ids, cf.probs, labels_path, classes,
+                        out_dir)
+    if whole is not None:
+        report["whole_split"] = whole
     weights = {"sources": names, "kinds": decided, "n_classes": n_classes,
                "weights": cf.weights_dict(cf.oracle_weights),
                "note": "'weights' were chosen on all labelled rows of "
@@ -387,12 +515,22 @@ def main(argv=None):
     parser = cli.parser(__doc__, ["EVAL_SPLIT", "RUN", "VIDEO_NAME", "FUSION_FOLDS",
                                   "FUSION_GRID_STEPS", "BOOTSTRAP_SAMPLES",
                                   *learned_fusion.SETTINGS_KEYS])
-    parser.add_argument("--scores", nargs="+", default=None, metavar="NAME=FILE")
+    parser.add_argument("--scores", nargs="+", default=None, metavar="MODALITY:NAME=FILE",
+                        help="the score sources: audio:NAME=FILE or video:NAME=FILE (a source "
+                             "named audio or video may be given as audio=FILE / video=FILE); "
+                             "default audio=npy_files/<dataset>/<run>/<split>_scores.npy "
+                             "video=video_classification_results/<dataset>/<video_name>_"
+                             "<split>_matched.npy")
     parser.add_argument("--kind", nargs="+", default=[], metavar="NAME=KIND",
                         help="auto (default) | probs | logits per source; see fusion.normalize")
+    parser.add_argument("--video-all", type=Path, default=None, metavar="FILE",
+                        help="the video model's scores of every video of the split (step 06's "
+                             "<name>_<split>_all.npy; default: beside the video source's "
+                             "matched file, if there): adds the whole-split report")
     parser.add_argument("--labels", type=Path, default=None, metavar="FILE")
     parser.add_argument("--classes", type=Path, default=None, metavar="FILE")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                        help="the folder of the outputs (default npy_files/<dataset>/fusion/)")
     layers = learned_fusion.LAYERS
     parser.add_argument("--learned-layers", nargs="*", default=list(layers),
                         choices=layers, metavar="LAYER",
@@ -404,10 +542,10 @@ def main(argv=None):
     paths = datafiles.Paths(cfg)
     split = cfg.eval_split                 # of the default paths and of --apply's outputs
     try:
-        files = ({k: Path(v) for k, v in parse_named(cfg.scores, "--scores").items()}
-                 if cfg.scores else
-                 {"audio": paths.npy_dir() / f"{split}_scores.npy",
-                  "video": paths.video_results / f"{cfg.video_name}_{split}_matched.npy"})
+        files, cfg.modality = (parse_sources(cfg.scores) if cfg.scores else (
+            {"audio": paths.npy_dir() / f"{split}_scores.npy",
+             "video": paths.video_results / f"{cfg.video_name}_{split}_matched.npy"},
+            {"audio": "audio", "video": "video"}))
         kinds = parse_named(cfg.kind, "--kind")
     except ValueError as e:
         parser.error(str(e))
@@ -418,7 +556,7 @@ def main(argv=None):
     cfg.classes_path = cfg.classes or paths.classes
     cfg.paths = paths
     classes = datafiles.read_classes(cfg.classes_path)
-    out_dir = cfg.out or paths.fusion_dir
+    out_dir = cfg.out_dir or paths.fusion_dir
     if cfg.apply is not None:
         return apply(cfg, files, kinds, classes, cfg.apply, out_dir, split)
     return evaluate(cfg, files, kinds, classes, cfg.labels or paths.video_list(split),

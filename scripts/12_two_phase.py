@@ -24,7 +24,7 @@ Reads
                           model is not tv_inception_v3 / tv_convnext_tiny is labelled
                           "stand-in" in every output.
   --classes FILE          default file_lists/<dataset>/classes.txt
-Writes (--out DIR, default npy_files/<dataset>/two_phase/)
+Writes (--out-dir DIR, default npy_files/<dataset>/two_phase/)
   record.json             records.py: classes, EVAL_SPLIT and its rows, the sources' records
   report.json, report.md  each backbone alone on EVAL_SPLIT (top-1, n, one-sided exact binomial p
                           against chance = the most frequent class, metrics.above_chance); Table I: rows = classes (+ "overall"), columns
@@ -475,7 +475,8 @@ def main(argv=None):
                                   *learned_fusion.SETTINGS_KEYS])
     parser.add_argument("--sources", nargs="+", required=True, metavar="NAME=RUN")
     parser.add_argument("--classes", type=Path, default=None, metavar="FILE")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                        help="the folder of the outputs (default npy_files/<dataset>/two_phase/)")
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
     try:
@@ -485,7 +486,7 @@ def main(argv=None):
     cfg.paths, cfg.classes_path = paths, cfg.classes or paths.classes
     classes = datafiles.read_classes(cfg.classes_path)
     sources = {k: resolve(paths, k, v, cfg.eval_split) for k, v in given.items()}
-    return run(cfg, sources, classes, cfg.out or paths.npy / "two_phase")
+    return run(cfg, sources, classes, cfg.out_dir or paths.npy / "two_phase")
 
 
 if __name__ == "__main__":

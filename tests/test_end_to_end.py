@@ -98,7 +98,39 @@ def test_runbook_end_to_end(tmp_path, capsys):
     for png in ("accuracy_vs_weight.png", "per_class_gain.png", "confusion.png"):
         assert (tmp_path / "npy_files" / "tiny" / "fusion" / png).stat().st_size > 1000
     assert "oracle" in out
+    check_whole_split(fusion_dir, vnpy, lists, report)
     check_records(tmp_path, npy, vnpy, results, common)
+
+
+def check_whole_split(fusion_dir, vnpy, lists, report):
+    """Every video of the split is scored: a video without a sound track keeps exactly its
+    video score (normalised as the fusion normalises it), marked with step 02's reason."""
+    import fusion
+    whole = report["whole_split"]
+    ids = datafiles.read_ids(fusion_dir / "whole_split_ids.txt")
+    video_ids = datafiles.read_ids(vnpy / "val_ids.txt")
+    assert sorted(ids) == sorted(video_ids) and whole["n"] == len(ids)
+    scores = np.load(fusion_dir / "whole_split_scores.npy")
+    video, _ = fusion.normalize(np.load(vnpy / "val_scores.npy"), "probs")
+    fused_ids = datafiles.read_ids(fusion_dir / "fused_ids.txt")
+    fused = np.load(fusion_dir / "fused_scores.npy")
+    rows = [line.split("\t") for line in datafiles.read_lines(fusion_dir / "whole_split_rows.tsv")[1:]]
+    assert [r[0] for r in rows] == ids
+    no_audio = datafiles.read_reasons(lists / "val_16000hz_mono_no_audio.txt")
+    only = [r for r in rows if r[1] == "video_only"]
+    assert len(only) == whole["n_video_only"] >= 1 and whole["n_with_sound"] == len(fused_ids)
+    for vid, kind, reason in rows:
+        row = scores[ids.index(vid)]
+        if kind == "video_only":
+            np.testing.assert_array_equal(row, video[video_ids.index(vid)])
+            if vid in no_audio:
+                assert reason.startswith("step 02 no_audio")
+        else:
+            np.testing.assert_array_equal(row, fused[fused_ids.index(vid)])
+    labels = datafiles.labels_for(lists / "val_videos.txt", ids)
+    assert whole["video"]["top1"] == pytest.approx(metrics.topk_accuracy(
+        video[[video_ids.index(i) for i in ids]], labels, 1))
+    assert whole["fused"]["top1"] == pytest.approx(metrics.topk_accuracy(scores, labels, 1))
 
 
 def test_one_set_of_common_flags_runs_the_runbook_on_a_val_only_tree(tmp_path, capsys):
@@ -170,6 +202,8 @@ def check_records(root, npy, vnpy, results, common):
     classes = datafiles.read_classes(root / "file_lists" / "tiny" / "classes.txt")
     written = [p for p in (root / "npy_files" / "tiny").iterdir() if p.is_dir()]
     assert {p.name for p in written} == {"r", "v", "fusion"}
+    assert records.read(results / "video_val_all_record.json")["splits"]["val"]["rows"] == \
+        len(datafiles.read_ids(vnpy / "val_ids.txt"))
     for folder in written:
         record = records.read(folder / "record.json")
         assert record["classes"] == classes and "val" in record["splits"], folder

@@ -247,7 +247,7 @@ def test_07_end_to_end_and_apply(fusion_files, capsys):
     tmp_path, sources, labels, ids, classes = fusion_files
     out = tmp_path / "fusion"
     fuse07.main(base_argv(tmp_path) + ["--labels", str(tmp_path / "val_videos.txt"),
-                                       "--out", str(out)])
+                                       "--out-dir", str(out)])
     for name in ["fused_scores.npy", "fused_ids.txt", "weights.json", "report.json",
                  "report.md", "accuracy_vs_weight.png", "per_class_gain.png", "confusion.png",
                  "learned_concat_scores.npy", "learned_concat_ids.txt"]:
@@ -281,7 +281,7 @@ def test_07_end_to_end_and_apply(fusion_files, capsys):
     test_ids = [f"test/x/v{k}" for k in range(5)]
     write_source(tmp_path / "t_audio_scores.npy", sources["audio"][:5], test_ids)
     write_source(tmp_path / "t_video.npy", np.log(sources["video"][:5]), test_ids)
-    fuse07.main(["--apply", str(out / "weights.json"), "--eval-split", "test", "--out", str(out),
+    fuse07.main(["--apply", str(out / "weights.json"), "--eval-split", "test", "--out-dir", str(out),
                  "--scores", f"video={tmp_path / 't_video.npy'}",
                  f"audio={tmp_path / 't_audio_scores.npy'}",
                  "--classes", str(tmp_path / "classes.txt")])

@@ -35,8 +35,8 @@ def data(tmp_path):
 
 
 def run(tmp_path, scores_file, **kw):
-    matched, ids, report = match06.match(scores_file, tmp_path / "audio_ids.txt",
-                                         tmp_path / "classes.txt", **kw)
+    matched, ids, report, _ = match06.match(scores_file, tmp_path / "audio_ids.txt",
+                                            tmp_path / "classes.txt", **kw)
     return matched, ids, report
 
 
