@@ -25,6 +25,8 @@ LISTED_FAILURES_OK := || [ $$? -eq 3 ]
 DEMO_CPU := OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
             MKL_CBWR=AVX2,STRICT
 DEMO_THREADS := --torch-threads 2
+# a rerun of a recipe retrains its runs from scratch (train.py refuses that without --overwrite)
+TRAIN_AGAIN := --overwrite
 
 # make two-phase: the two-phase DCASE 2021 system (Pham et al.) on the demo dataset. Phase I
 # trains five backbones (recipes under TP_RECIPES, one per backbone; the visual slots hold
@@ -62,11 +64,11 @@ demo: venv
 	step $(PY) scripts/02_extract_audio.py --dataset $(DATASET) $(LISTED_FAILURES_OK); \
 	step $(PY) scripts/03_make_audio_images.py --dataset $(DATASET) $(LISTED_FAILURES_OK); \
 	step $(PY) scripts/04_make_datalists.py --dataset $(DATASET); \
-	step $(PY) train.py --dataset $(DATASET) --run $(RUN) $(DEMO_THREADS); \
+	step $(PY) train.py --dataset $(DATASET) --run $(RUN) $(DEMO_THREADS) $(TRAIN_AGAIN); \
 	step $(PY) scripts/05_score_tracks.py --dataset $(DATASET) --run $(RUN); \
 	step $(PY) scripts/08_extract_frames.py --dataset $(DATASET) --config $(VIDEO_RECIPE) \
 	  $(LISTED_FAILURES_OK); \
-	step $(PY) train.py --dataset $(DATASET) --config $(VIDEO_RECIPE) --run $(VRUN) $(DEMO_THREADS); \
+	step $(PY) train.py --dataset $(DATASET) --config $(VIDEO_RECIPE) --run $(VRUN) $(DEMO_THREADS) $(TRAIN_AGAIN); \
 	step $(PY) scripts/06_match_video_to_audio.py --dataset $(DATASET) \
 	  --video-scores $(VNPY)/$(SPLIT)_scores.npy \
 	  --audio-ids $(NPY)/$(SPLIT)_ids.txt \
@@ -92,7 +94,7 @@ two-phase: venv
 	done; \
 	for b in $(TP_AUDIO) $(TP_VISUAL); do \
 	  step $(PY) train.py --dataset $(DATASET) --config $(TP_RECIPES)/$$b.yaml --run tp_$$b \
-	    --eval-splits train val $(DEMO_THREADS); \
+	    --eval-splits train val $(DEMO_THREADS) $(TRAIN_AGAIN); \
 	  step $(PY) scripts/05_score_tracks.py --dataset $(DATASET) --run tp_$$b --eval-splits val; \
 	done; \
 	if [ "$(TP_PHASE2)" = 1 ]; then \
@@ -132,14 +134,14 @@ envelope: venv
 	step $(PY) scripts/09_make_envelopes.py --dataset $(EDATASET) --config $(EFRAMES) \
 	  $(LISTED_FAILURES_OK); \
 	step $(PY) train.py --dataset $(EDATASET) --config $(EFRAMES) --run impacts_frames \
-	  --per-frame --eval-splits train val $(DEMO_THREADS); \
+	  --per-frame --eval-splits train val $(DEMO_THREADS) $(TRAIN_AGAIN); \
 	step $(PY) train.py --dataset $(EDATASET) --config $(EMODEL) --run impacts_envelope \
-	  --eval-splits val $(DEMO_THREADS); \
+	  --eval-splits val $(DEMO_THREADS) $(TRAIN_AGAIN); \
 	for s in $(AUX_SEEDS); do \
 	  step $(PY) train.py --dataset $(EDATASET) --config $(EMODEL) --run aux_without_s$$s \
-	    $(AUX) --seed $$s $(DEMO_THREADS); \
+	    $(AUX) --seed $$s $(DEMO_THREADS) $(TRAIN_AGAIN); \
 	  step $(PY) train.py --dataset $(EDATASET) --config $(EMODEL) --run aux_with_s$$s \
-	    $(AUX) --envelope-loss-weight $(AUX_WEIGHT) --seed $$s $(DEMO_THREADS); \
+	    $(AUX) --envelope-loss-weight $(AUX_WEIGHT) --seed $$s $(DEMO_THREADS) $(TRAIN_AGAIN); \
 	done; \
 	step $(PY) scripts/10_evaluate_envelopes.py --dataset $(EDATASET) --config $(EMODEL) \
 	  --run impacts_envelope \

@@ -53,7 +53,6 @@ Frozen embeddings of a pretrained model, sharded over machines (or over time: ea
                  python train.py --model panns_cnn14 --init-checkpoint Cnn14_mAP=0.431.pth
                    --front-end panns --epochs 0 --eval-splits train val --shard K/N
 """
-import sys
 
 import torch
 
@@ -102,6 +101,10 @@ def parse_args(argv=None):
     parser = cli.parser(__doc__, TRAIN_KEYS, shard=True)
     parser.add_argument("--resume", action="store_true", default=False,
                         help="continue from runs/<dataset>/<run>/last.pt")
+    parser.add_argument("--overwrite", action="store_true", default=False,
+                        help="start afresh over an existing run of the same name (its "
+                             "checkpoints, log and scores are replaced); without it, train.py "
+                             "refuses to")
     parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
                         help="splits to score after training (default: EVAL_SPLIT)")
     parser.add_argument("--eval-only", action="store_true", default=False,
@@ -132,10 +135,10 @@ def main(argv=None):
             writer.close()
         env.close()
     except StageError as e:
-        sys.exit(f"error: {e}")
+        cli.fail(cli.explain(e))
     finally:
         torch.set_num_threads(threads)     # an in-process caller (a test) keeps its own
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

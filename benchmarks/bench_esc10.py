@@ -105,7 +105,8 @@ def main(argv=None):
         t = time.perf_counter()
         argv_k = [sys.executable, str(REPO / "train.py"), *common, "--dataset", DATASET,
                   "--train-split", f"train_f{k}", "--eval-split", f"test_f{k}",
-                  "--run", run, "--torch-threads", str(args.torch_threads), *overrides]
+                  "--run", run, "--overwrite", "--torch-threads", str(args.torch_threads),
+                  *overrides]
         subprocess.run(argv_k, env=env, check=True)
         acc, pred, y = fold_accuracy(paths, run, k)
         loads.append(os.getloadavg()[0])

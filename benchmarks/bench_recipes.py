@@ -138,7 +138,8 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
                 t = time.perf_counter()
                 argv = [sys.executable, str(REPO / "train.py"), "--config", str(recipe),
                         *common, "--dataset", dataset, "--train-split", train_split,
-                        "--eval-split", eval_split, "--run", run, "--seed", str(seed),
+                        "--eval-split", eval_split, "--run", run, "--overwrite",
+                        "--seed", str(seed),
                         "--torch-threads", str(args.torch_threads), *overrides]
                 proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True)

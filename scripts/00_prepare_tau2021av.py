@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from soundtrack import cli
@@ -220,7 +219,7 @@ def main(argv=None):
                     "csv_sha1": {s: _digest(p) for s, p in csv_paths.items()}}
         check_manifest(root / MANIFEST_NAME, settings)
     except PrepareError as e:
-        sys.exit(f"error: {e}")
+        cli.fail(cli.explain(e))
     ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)
     where = locations(cfg.tau_root)
     by_split = {s: {where.get(i.rsplit("/", 1)[1]) for i in items[s]} - {None} for s in items}
@@ -272,4 +271,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -22,7 +22,6 @@ Writes file_lists/<dataset>/classes.txt            class names of TRAIN_SPLIT, s
 Row order is by id everywhere downstream; ids, never positions, join the stages.
 A class folder in another split that TRAIN_SPLIT lacks is an error (labels would shift).
 """
-import sys
 from pathlib import Path
 
 from soundtrack import cli
@@ -61,26 +60,26 @@ def write_split(paths, split, rows, label, unlisted, missing=None):
                               [f"{p}\t{r}" for p, r in missing])
 
 
-def from_annotations(cfg, paths, parser):
+def from_annotations(cfg, paths):
     """--annotations: classes and labels from the Kinetics CSVs, videos found on disk."""
     try:
         rows = kinetics.read_annotations(cfg.annotations)
     except (OSError, ValueError) as e:
-        parser.exit(2, f"error: {e}\n")
+        cli.fail(cli.explain(e))
     classes = kinetics.classes_of(rows, cfg.train_split)
     if not classes:
-        parser.exit(2, f"error: no labelled row in {', '.join(map(str, cfg.annotations))}\n")
+        cli.fail(f"no labelled row in {', '.join(map(str, cfg.annotations))}")
     label = {c: i for i, c in enumerate(classes)}
     in_csv = sorted({r.split for r in rows})
     for split in cfg.splits:
         mine = [r for r in rows if r.split == split]
         if not mine:
-            parser.exit(2, f"error: no annotation row is in split {split!r} (the CSVs hold "
-                           f"{in_csv}): pass --splits {' '.join(in_csv)}\n")
+            cli.fail(f"no annotation row is in split {split!r} (the CSVs hold {in_csv}): "
+                     f"pass --splits {' '.join(in_csv)}")
         unknown = sorted({r.label for r in mine if r.label and r.label not in label})
         if unknown:
-            parser.exit(2, f"error: {split} has classes that {cfg.train_split} lacks: "
-                           f"{', '.join(unknown[:10])}\n")
+            cli.fail(f"{split} has classes that {cfg.train_split} lacks: "
+                     f"{', '.join(unknown[:10])}")
     datafiles.write_lines(paths.classes, classes)
     for split in cfg.splits:
         found = kinetics.list_split(paths.video_root, split, [r for r in rows
@@ -106,22 +105,24 @@ def main(argv=None):
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
     if not paths.video_root.is_dir():
-        parser.error(f"video root {paths.video_root} does not exist "
-                     "(set --video-root, or make the demo with scripts/00_make_demo_dataset.py)")
+        cli.fail(f"video root {paths.video_root} does not exist: set --video-root to your "
+                 f"videos (<root>/<split>/...), or make the demo with "
+                 f"scripts/00_make_demo_dataset.py --dataset {cfg.dataset}")
     if cfg.annotations:
-        return from_annotations(cfg, paths, parser)
+        return from_annotations(cfg, paths)
     listed = {s: list_split(paths.video_root, s, cfg.video_extensions) for s in cfg.splits}
     train_rows = (listed[cfg.train_split][0] if cfg.train_split in listed else
                   list_split(paths.video_root, cfg.train_split, cfg.video_extensions)[0])
     classes = sorted({c for _, c in train_rows if c is not None})
     if not classes:
-        parser.error(f"no class folders with videos under {paths.video_root / cfg.train_split}")
+        cli.fail(f"no class folders with videos under {paths.video_root / cfg.train_split} "
+                 f"(with flat folders and Kinetics CSVs, pass --annotations)")
     label = {c: i for i, c in enumerate(classes)}
     datafiles.write_lines(paths.classes, classes)
     for split, (rows, unlisted) in listed.items():
         unknown = sorted({c for _, c in rows if c is not None and c not in label})
         if unknown:
-            sys.exit(f"error: {split} has class folders that {cfg.train_split} lacks: "
+            cli.fail(f"{split} has class folders that {cfg.train_split} lacks: "
                      f"{', '.join(unknown[:10])}")
         write_split(paths, split, rows, label, unlisted)
         n_unlabelled = sum(c is None for _, c in rows)
@@ -135,4 +136,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

@@ -24,7 +24,6 @@ wavs and "no audio" videos and retries failures. Exit status: 0, or 3 when some 
 """
 import functools
 import os
-import sys
 from pathlib import Path
 
 from soundtrack import cli
@@ -104,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -27,7 +27,6 @@ Exit status 3 when some track failed.
 import functools
 import json
 import os
-import sys
 from pathlib import Path
 
 # One BLAS thread per worker: the workers are the parallelism (threads on top oversubscribe
@@ -92,11 +91,11 @@ def check_record(feature_dir, record):
         datafiles.check_front_end(old_fe, audio.FrontEnd.from_dict(record["front_end"]),
                                   str(path), "these settings")
     except ValueError as e:
-        sys.exit(f"error: {feature_dir} holds features of another front end: {e}. Use another "
+        cli.fail(f"{feature_dir} holds features of another front end: {e}. Use another "
                  "FEATURE_ROOT or remove the folder.")
     for key in ("feature_dtype", "short_track_policy"):
         if old.get(key) != record[key]:
-            sys.exit(f"error: {feature_dir} holds features made with {key} = "
+            cli.fail(f"{feature_dir} holds features made with {key} = "
                      f"{old.get(key)!r} ({path}), these settings say {record[key]!r}. Use "
                      "another FEATURE_ROOT or remove the folder.")
 
@@ -135,4 +134,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

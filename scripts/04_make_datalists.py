@@ -22,7 +22,6 @@ a mismatch is an error naming the key or file. Tracks without features (skipped 
 are left out and counted.
 """
 import json
-import sys
 
 import numpy as np
 
@@ -39,7 +38,7 @@ def read_record(paths):
                                   str(paths.feature_dir / datafiles.FEATURES_RECORD),
                                   "these settings")
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        cli.fail(cli.explain(e))
     return record, fe
 
 
@@ -101,4 +100,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

@@ -20,7 +20,6 @@ mean of the patches' softmax (metrics.track_scores), or it stops naming the file
 Accuracy follows metrics.topk_accuracy's tie rule (a tie counts against the row).
 """
 import json
-import sys
 
 import numpy as np
 
@@ -70,7 +69,7 @@ def main(argv=None):
         try:
             c = check_contract(out, split, paths.video_list(split), paths.classes)
         except (OSError, ValueError) as e:
-            sys.exit(f"error: {e}")
+            cli.fail(cli.explain(e))
         n_classes = c["scores"].shape[1]
         correct = metrics.true_class_rank(c["scores"], c["labels"]) < 1
         labelled = c["labels"] >= 0
@@ -94,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

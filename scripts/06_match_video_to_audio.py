@@ -63,7 +63,6 @@ Policies
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -314,7 +313,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as e:  # bad inputs: the message names the file and row
-        sys.exit(f"error: {e}")
+    cli.run_script(main)

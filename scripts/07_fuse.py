@@ -55,7 +55,6 @@ With --apply WEIGHTS.json (an unlabelled split; no labels read), in --out:
 """
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -564,7 +563,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as e:  # bad inputs: the message names the file and row
-        sys.exit(f"error: {e}")
+    cli.run_script(main)

@@ -27,7 +27,6 @@ no video + failed. Exit status: 0, or 3 when some video failed (listed; with --s
 when any has no video stream).
 """
 import functools
-import sys
 
 from soundtrack import cli
 from soundtrack import datafiles
@@ -51,7 +50,7 @@ def main(argv=None):
     try:
         prepare_folder(frame_dir, settings)
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        cli.fail(cli.explain(e))
     work = functools.partial(extract, frame_dir=str(frame_dir), settings=settings,
                              ffmpeg=ffmpeg, timeout_s=cfg.ffmpeg_timeout_seconds)
     print(f"[08] frames at {settings.frames_per_second} fps, {settings.size_pixels} px "
@@ -70,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -28,7 +28,6 @@ videos and retries failures; exit status 0, or 3 when some video failed (listed)
 """
 import functools
 import json
-import sys
 from pathlib import Path
 
 
@@ -87,7 +86,7 @@ def prepare_folder(out_dir, rec):
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         if old != rec:
-            sys.exit(f"error: {path} was made with other settings ({old} vs {rec}); use "
+            cli.fail(f"{path} was made with other settings ({old} vs {rec}); use "
                      "another ENVELOPE_ROOT or delete the folder")
     else:
         datafiles.write_text(path, json.dumps(rec, indent=1) + "\n")
@@ -136,4 +135,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

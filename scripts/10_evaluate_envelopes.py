@@ -27,7 +27,6 @@ one clip paired with the sound of another). The model minus the best baseline on
 and on mean r: paired bootstrap 95 % intervals (BOOTSTRAP_SAMPLES, resampling clips).
 """
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,8 @@ PLOT_CLIPS = 12
 
 def read_predictions(path):
     """<split>_envelope.npz -> (ids, {id: float [T]}, {id: times [T]})."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "not found", str(path))
     try:
         with np.load(path, allow_pickle=False) as z:
             ids, offsets, pred, times = ([str(i) for i in z["ids"]], z["offsets"], z["pred"],
@@ -287,7 +288,7 @@ def main(argv=None):
                 raise ValueError(f"{pred_path}: {i} has {len(preds[i])} predicted frames, "
                                  f"step 09 {len(truth[i])}")
     except (OSError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        cli.fail(cli.explain(e))
     manifest_path = Path(cfg.manifest) if cfg.manifest else paths.video_root / MANIFEST
     manifest = (json.loads(manifest_path.read_text(encoding="utf-8"))
                 if manifest_path.exists() else None)
@@ -321,7 +322,7 @@ def main(argv=None):
                                             cfg.aux_classifier_runs, cfg.bootstrap_samples,
                                             cfg.seed)
         except (OSError, ValueError) as e:
-            sys.exit(f"error: {e}")
+            cli.fail(cli.explain(e))
     plots = plot_ratings(out_dir, ids, rows["model"], preds, truth, times, manifest)
     report["plots"] = [paths.relative(p) for p in plots]
     datafiles.write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
@@ -331,4 +332,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

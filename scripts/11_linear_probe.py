@@ -26,7 +26,6 @@ tracks, SEED), then refitted on all of TRAIN_SPLIT (soundtrack/linear_probe.py).
 <split>_scores.npy and <split>_ids.txt like any other score file.
 """
 import json
-import sys
 
 import numpy as np
 
@@ -102,9 +101,9 @@ def main(argv=None):
             print(f"[11] {split}: {len(ids)} tracks, top-1 {result['top1']:.2f} %, top-5 "
                   f"{result['top5']:.2f} % -> {out / f'{split}_scores.npy'}")
     except (OSError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        cli.fail(cli.explain(e))
     datafiles.write_text(out / "probe.json", json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

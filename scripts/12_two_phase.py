@@ -57,7 +57,6 @@ Phase II never touches the backbones: it reads their saved outputs only.
 """
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -490,7 +489,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as e:  # bad inputs: the message names the file and row
-        sys.exit(f"error: {e}")
+    cli.run_script(main)

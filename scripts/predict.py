@@ -42,7 +42,6 @@ file failed.
   python scripts/predict.py npy_files/demo/two_phase/phase2_F4.pt clip.mp4 --out preds.json
 """
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -90,7 +89,7 @@ def main(argv=None):
     try:
         clf = load_classifier(cfg.checkpoint, device, paths)
     except (OSError, ValueError) as e:
-        parser.error(str(e))
+        cli.fail(cli.explain(e))
     ffmpeg = media.ffmpeg_binary(cfg.ffmpeg)
     results, failed, checks = [], [], []
     files = find_files(cfg.inputs, cfg.extensions)
@@ -148,4 +147,4 @@ def compare_file(clf, result, path, paths, split, model_path):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -26,6 +26,8 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from soundtrack.errors import ExitError, StageError, missing_message
+
 from soundtrack import audio
 import config
 
@@ -247,3 +249,34 @@ def repo_path(path):
     """A config path made absolute: relative paths are taken from the repository root."""
     path = Path(path)
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+# ---------------------------------------------------------------- how scripts end
+
+def explain(error):
+    """The one line a user sees for an exception: a missing file names the step that makes
+    it (errors.missing_message); anything else its own message."""
+    if isinstance(error, FileNotFoundError) and error.filename:
+        return missing_message(error.filename)
+    return str(error)
+
+
+def fail(message):
+    """End the script on a user's mistake: one line ``error: <message>`` on stderr, exit
+    status 2, no traceback (raises errors.ExitError)."""
+    line = f"error: {message}"
+    print(line, file=sys.stderr, flush=True)
+    raise ExitError(line)
+
+
+def run_script(main):
+    """A script's entry point: exit with main()'s status (0 when it returns no number). A
+    missing input, a file that cannot be read or a setting that cannot work ends it with one
+    line naming the file (and, for a missing one, the step that makes it), status 2."""
+    try:
+        status = main()
+    except StageError as e:
+        fail(str(e))
+    except (ValueError, OSError) as e:        # bad inputs: the message names the file
+        fail(explain(e))
+    sys.exit(status if isinstance(status, int) else 0)

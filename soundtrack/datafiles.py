@@ -17,6 +17,7 @@ import numpy as np
 from soundtrack import audio
 from soundtrack import cli
 from soundtrack import frames
+from soundtrack.errors import missing_message
 # the atomic writes: every stage writes through these (datafiles.save_npy, ...)
 from soundtrack.atomic import (PARTIAL_SUFFIX, atomic_write, kill_run_if_asked,  # noqa: F401
                                partial_path, save_npy, save_npz, write_lines, write_text)
@@ -258,8 +259,11 @@ def load_scores(path, ids_path=None, n_classes=None):
 
 def read_checkpoint(path):
     """A train.py checkpoint as a dict, read with torch's weights_only loader (torch is
-    imported here, not by this module). Raises ValueError naming the file."""
+    imported here, not by this module). Raises FileNotFoundError for a missing file,
+    ValueError naming the file for one that is not a checkpoint."""
     import torch
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "no such checkpoint", str(path))
     try:
         # torch.__version__ (a str subclass) is among the provenance train.py stores
         with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
@@ -286,8 +290,8 @@ def read_feature_record(feature_dir):
     Raises ValueError naming the file when it is missing or not a front-end record."""
     path = Path(feature_dir) / FEATURES_RECORD
     if not path.is_file():
-        raise ValueError(f"{path} does not exist: run step 03 with the same front-end "
-                         "settings first")
+        raise ValueError(missing_message(path).replace(" first", " (with the same front-end "
+                                                       "settings) first"))
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         return record, audio.FrontEnd.from_dict(record["front_end"], where=str(path))

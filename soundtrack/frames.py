@@ -21,6 +21,7 @@ from PIL import Image
 
 import config
 from soundtrack import atomic
+from soundtrack.errors import missing_message
 
 RECORD = "frames.json"
 CROP = "short side scaled to the size (ffmpeg area filter), then centre crop to a square"
@@ -94,8 +95,8 @@ def read_record(frame_dir):
     """frames.json -> FrameSettings; ValueError naming the file if missing or malformed."""
     path = Path(frame_dir) / RECORD
     if not path.is_file():
-        raise ValueError(f"{path} does not exist: run scripts/08_extract_frames.py with the "
-                         "same frame settings first")
+        raise ValueError(missing_message(path).replace(" first", " (with the same frame "
+                                                       "settings) first"))
     try:
         return FrameSettings.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
     except json.JSONDecodeError as e:

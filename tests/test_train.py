@@ -423,3 +423,16 @@ def test_epoch_bars_count_steps_and_do_not_redraw_into_a_log(syn, monkeypatch):
     assert len(epochs) == 2 and all(b.total > 10 and b.n == b.total for b in epochs)
     redraws = log.getvalue().count("\r") + log.getvalue().count("\n")
     assert redraws <= 3 * len(bars), log.getvalue()[-500:]     # open, clear, close: per bar
+
+
+def test_an_existing_run_is_not_started_over_without_asking(syn, capsys):
+    out, common = syn
+    args = common + ["--epochs", "1", "--run", "again", "--loader-workers", "0"]
+    train.main(args)
+    first = (out / "runs" / "syn" / "again" / "last.pt").stat().st_mtime_ns
+    with pytest.raises(SystemExit, match=r"runs/syn/again holds an earlier run \(last.pt after "
+                                         r"epoch 1\): pass --resume to continue it, --overwrite"):
+        train.main(args)
+    assert (out / "runs" / "syn" / "again" / "last.pt").stat().st_mtime_ns == first
+    train.main(args + ["--overwrite"])
+    assert "--overwrite: starting afresh over" in capsys.readouterr().out

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from soundtrack import cli
+from soundtrack.errors import missing_message
 
 SEED_SIGMA_SAMPLES, SEED_SAMPLE_RATE_HZ = 200, 44100
 
@@ -103,7 +104,7 @@ def envelope_list(paths, cfg, split, what):
 def read_record(folder):
     path = Path(folder) / RECORD
     if not path.is_file():
-        raise ValueError(f"{path} does not exist: run scripts/09_make_envelopes.py first")
+        raise ValueError(missing_message(path))
     return json.loads(path.read_text(encoding="utf-8"))
 
 

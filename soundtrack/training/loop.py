@@ -134,7 +134,9 @@ class Optimisation:
 
 def resume(model, opt, cfg, env, run_dir, meta):
     """With --resume / --eval-only: model and optimisation from run_dir/last.pt (refused if
-    made with another model, front end or classes). -> (epochs done, best so far)."""
+    made with another model, front end or classes). Without them, a run_dir that holds a run
+    is refused unless --overwrite (or --epochs 0 over an --epochs 0 run: the sharded frozen
+    embeddings). -> (epochs done, best so far)."""
     last_path = run_dir / "last.pt"
     if cfg.resume or cfg.eval_only:
         if not last_path.exists():
@@ -146,9 +148,14 @@ def resume(model, opt, cfg, env, run_dir, meta):
         if env.main:
             print(f"[train] resumed from {last_path} after epoch {ckpt['epoch']}")
         return ckpt["epoch"], ckpt["best"]
+    if last_path.exists() and not cfg.overwrite:
+        done = load_checkpoint(last_path).get("epoch")
+        if not (cfg.epochs == 0 and done == 0):   # --epochs 0 over --epochs 0: nothing lost
+            raise StageError(f"{run_dir} holds an earlier run (last.pt after epoch {done}): "
+                             f"pass --resume to continue it, --overwrite to start afresh over "
+                             f"it, or another --run")
     if env.main and last_path.exists():
-        print(f"[train] note: starting afresh; {run_dir} holds an earlier run "
-              "(use --resume to continue it)")
+        print(f"[train] --overwrite: starting afresh over {run_dir}'s earlier run")
     return 0, {"value": -math.inf, "epoch": -1}
 
 
