@@ -9,8 +9,10 @@ preset: ``[64 mel bands, 96 frames]``); a track's features are ``[n_patches, 64,
 ``[n_patches, C, 64, 96]`` with C = 3 (deltas), 2 (stereo) or 6 (both). VGGish itself takes
 ``[96 frames, 64 bands]``; ``network/vggish.py`` transposes.
 
-Paths: an empty string means "derived" (see ``datafiles.Paths``); relative paths are taken
-from the repository root, never from the working directory.
+Paths: an empty string means "derived" (see ``datafiles.Paths``); relative paths written here
+or in a YAML file are taken from the repository root; a path typed as a flag
+(``--video-root ../k600``) is taken from the working directory, as any path a user types.
+Every comment below is also the ``--help`` of the key's flag.
 """
 
 # ---------------------------------------------------------------- dataset and paths
@@ -25,7 +27,7 @@ FEATURE_ROOT = ""                # "" -> <DATA_ROOT>/<DATASET>/features/<feature
 SPLITS = ["train", "val"]        # splits that steps 01-05 process, in order
 TRAIN_SPLIT = "train"            # split the classifiers learn from (classes.txt comes from it)
 EVAL_SPLIT = "val"               # split that is scored and reported
-VIDEO_EXTENSIONS = [".mp4", ".webm", ".avi", ".mkv", ".mov"]
+VIDEO_EXTENSIONS = [".mp4", ".webm", ".avi", ".mkv", ".mov"]  # the files steps 01, 02, 08 look for
 
 # ---------------------------------------------------------------- ffmpeg
 FFMPEG = "imageio"               # "imageio": the pinned imageio-ffmpeg binary (same everywhere);
@@ -80,29 +82,29 @@ RUN = "cnn_mel"                  # run name: runs/<DATASET>/<RUN>/ and npy_files
 MODEL = "slim_cnn"               # see network/__init__.py: slim_cnn, panns_like_cnn, resnet18,
                                  # residual_inception(_slim) (from scratch), panns_cnn14, vggish,
                                  # vggish_pca, torchvggish (published)
-EPOCHS = 12
+EPOCHS = 12                      # passes over the training patches (frames, clips)
 MIN_TRAIN_STEPS = 0              # > 0: train at least this many optimizer steps; EPOCHS is raised to
                                  # ceil(MIN_TRAIN_STEPS / steps per epoch) on a small training set
                                  # (the raised value is what the checkpoint's config records)
-BATCH_SIZE = 64
+BATCH_SIZE = 64                  # examples per optimizer step (split over the GPUs with torchrun)
 OPTIMIZER = "adamw"              # adamw | adam | sgd
-LEARNING_RATE = 2e-3
+LEARNING_RATE = 2e-3             # the head's peak learning rate (the body: x BODY_LR_SCALE)
 WEIGHT_DECAY = 1e-2              # the optimizer's own (adamw: decoupled; adam, sgd: coupled)
 L2_LAMBDA = 0.0                  # > 0 adds L2_LAMBDA / 2 x the sum of squared trainable
                                  # weights to the loss (the two-phase paper's eq. 4, with adam)
 MOMENTUM = 0.9                   # sgd only
 SCHEDULE = "cosine"              # cosine | step
-WARMUP_EPOCHS = 1.0
+WARMUP_EPOCHS = 1.0              # linear warm-up of the learning rate, in epochs
 STEP_EPOCHS = 10                 # step schedule: multiply by STEP_GAMMA every STEP_EPOCHS
-STEP_GAMMA = 0.1
+STEP_GAMMA = 0.1                 # step schedule: the factor every STEP_EPOCHS
 MIXUP_ALPHA = 0.0                # > 0 enables mixup (soft targets, KL-divergence loss)
 SPEC_AUGMENT = True              # SpecAugment time and frequency masks
 SPEC_AUGMENT_MASKS = 1           # time masks and band masks per patch (each that many)
-TIME_MASK_FRAMES = 16
-FREQ_MASK_BANDS = 8
+TIME_MASK_FRAMES = 16            # SpecAugment: a time mask is at most this many frames
+FREQ_MASK_BANDS = 8              # SpecAugment: a band mask is at most this many bands
 TIME_SHIFT_FRAMES = 0            # > 0: roll each training patch by -N..N frames in time
                                  # (circular, per patch); 0 = off
-LABEL_SMOOTHING = 0.0
+LABEL_SMOOTHING = 0.0            # share of the target spread evenly over the classes
 BALANCED_SAMPLING = False        # sample patches so each class is drawn equally often
 MINIVAL_FRACTION = 0.1           # tracks carved from TRAIN_SPLIT to pick the "best" checkpoint
 EVAL_CHECKPOINT = "best"         # best (by minival track top-1) | last: the checkpoint that scores
@@ -114,7 +116,7 @@ VGGISH_PCA_PARAMS = ""           # vggish_pca / torchvggish: the release's PCA f
                                  # (vggish_pca_params-970ea276.pth), read with INIT_CHECKPOINT
 FREEZE_BODY_EPOCHS = 0           # train only the head for this many first epochs
 BODY_LR_SCALE = 1.0              # the body's learning rate as a multiple of the head's
-CHANNELS_LAST = True             # channels-last memory format: slim_cnn trains ~1.3x faster on this CPU
+CHANNELS_LAST = True             # channels-last memory format (benchmarks/bench_train.py measures it)
 AMP = True                       # automatic mixed precision (CUDA only)
 LOADER_WORKERS = 0               # DataLoader worker processes
 TORCH_THREADS = 0                # torch's CPU threads; 0 = torch's default (one per core). The
@@ -149,14 +151,14 @@ VIDEO_NAME = "video"             # steps 06-07: video_classification_results/<da
 # ---------------------------------------------------------------- fusion
 FUSION_FOLDS = 5                 # k-fold cross-fitting of the fusion weight on the evaluated split
 FUSION_GRID_STEPS = 101          # audio weights 0, 0.01, ..., 1
-BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SAMPLES = 2000         # paired bootstrap resamples behind every 95 % interval
 
 # ---------------------------------------------------------------- learned fusion (Phase II)
 # The fusion layer + dense layer of soundtrack/learned_fusion.py, trained on frozen inputs: step 07 (score
 # sources) and step 12 (the two-phase system's Phase II on the backbones' embeddings / logits).
 LEARNED_FUSION_STEPS = 100       # Adam steps per fit (per fold when cross-fitted)
 LEARNED_FUSION_BATCH_ROWS = 512  # rows per step; all rows (full batch) when fewer
-LEARNED_FUSION_LR = 0.03
+LEARNED_FUSION_LR = 0.03         # Adam's learning rate for the fusion layers
 LEARNED_FUSION_L2 = 1e-2         # x squared distance of the parameters from their init
 LEARNED_FUSION_MIXUP_ALPHA = 0.0 # > 0: mixup of the inputs, Beta(alpha, alpha); 0 = off
 TWO_PHASE_ROWS = "same"          # step 12: same = every backbone must hold the same ids (else an

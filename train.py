@@ -98,20 +98,22 @@ def build(cfg, env, paths):
 
 
 def parse_args(argv=None):
-    parser = cli.parser(__doc__, TRAIN_KEYS, shard=True)
+    parser = cli.parser(__doc__, TRAIN_KEYS, shard=True, eval_splits=True)
     parser.add_argument("--resume", action="store_true", default=False,
                         help="continue from runs/<dataset>/<run>/last.pt")
     parser.add_argument("--overwrite", action="store_true", default=False,
                         help="start afresh over an existing run of the same name (its "
                              "checkpoints, log and scores are replaced); without it, train.py "
                              "refuses to")
-    parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
-                        help="splits to score after training (default: EVAL_SPLIT)")
+    parser.add_argument("--no-scoring", action="store_true", default=False,
+                        help="train only: score no split (score later with --eval-only)")
     parser.add_argument("--eval-only", action="store_true", default=False,
                         help="skip training; score --eval-splits with the chosen checkpoint")
     parser.add_argument("--per-frame", action="store_true", default=False,
                         help="visual models: also write each frame's pooled feature and time")
     cfg = cli.parse(parser, argv)
+    if cfg.no_scoring:
+        cfg.eval_splits = []
     if cfg.shard != (1, 1) and not (cfg.eval_only or cfg.epochs == 0):
         parser.error("--shard K/N splits the scoring only: use it with --eval-only (score a "
                      "trained run) or --epochs 0 (frozen embeddings)")

@@ -582,7 +582,7 @@ def main(argv=None):
 
     Longer than ~60 lines on purpose: the plan of the dataset (classes, sizes, the videos
     without sound, the corrupt file) is easiest to check read in one place."""
-    parser = cli.parser(__doc__, ["FFMPEG", "SEED"])
+    parser = cli.parser(__doc__, ["FFMPEG", "SEED", "WORKERS"])
     parser.add_argument("--num-classes", type=int, default=8,
                         help="number of classes, 2-8 (default 8)")
     parser.add_argument("--videos-per-class", type=int, default=24,

@@ -195,7 +195,7 @@ def main(argv=None):
 
     Longer than ~60 lines on purpose: it reads top to bottom as the step does its work
     (the flags, then each phase once); the work itself is in the functions above."""
-    parser = cli.parser(__doc__, ["FFMPEG", "FFMPEG_TIMEOUT_SECONDS"], shard=True)
+    parser = cli.parser(__doc__, ["FFMPEG", "FFMPEG_TIMEOUT_SECONDS", "WORKERS"], shard=True)
     parser.add_argument("--tau-root", required=True, metavar="DIR",
                         help="the unpacked TAU Urban Audio-Visual Scenes 2021 development set")
     parser.add_argument("--audio-from", choices=sorted(SUFFIX), default="wav",

@@ -97,7 +97,7 @@ def from_annotations(cfg, paths):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["SPLITS", "TRAIN_SPLIT", "VIDEO_EXTENSIONS"])
+    parser = cli.parser(__doc__, ["SPLITS"])
     parser.add_argument("--annotations", nargs="+", type=Path, default=None, metavar="FILE.csv",
                         help="Kinetics annotation CSVs (label,youtube_id,time_start,time_end,"
                              "split): classes and labels from them, videos found flat or in "

@@ -74,7 +74,7 @@ def extract_batch(items, audio_root, sample_rate, channels, ffmpeg, timeout_s):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["AUDIO_ROOT", *cli.FRONT_END_KEYS, "FFMPEG",
+    parser = cli.parser(__doc__, ["WORKERS", "SPLITS", "AUDIO_ROOT", *cli.FRONT_END_KEYS, "FFMPEG",
                                   "FFMPEG_TIMEOUT_SECONDS", "FFMPEG_BATCH_FILES",
                                   "VIDEO_EXTENSIONS", "STRICT"],
                         shard=True)

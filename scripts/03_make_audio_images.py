@@ -101,7 +101,7 @@ def check_record(feature_dir, record):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["AUDIO_ROOT", "FEATURE_ROOT", *cli.FRONT_END_KEYS,
+    parser = cli.parser(__doc__, ["WORKERS", "SPLITS", "AUDIO_ROOT", "FEATURE_ROOT", *cli.FRONT_END_KEYS,
                                   "FEATURE_DTYPE", "SHORT_TRACK_POLICY", "STRICT"], shard=True)
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)

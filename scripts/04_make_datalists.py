@@ -84,7 +84,7 @@ def pack(paths, split, index):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED"])
+    parser = cli.parser(__doc__, ["SPLITS", "FEATURE_ROOT", *cli.FRONT_END_KEYS, "PACKED"])
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
     record, fe = read_record(paths)

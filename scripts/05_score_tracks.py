@@ -59,9 +59,7 @@ def check_contract(out, split, video_list, classes_path):
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, ["RUN"])
-    parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
-                        help="splits to report (default: EVAL_SPLIT)")
+    parser = cli.parser(__doc__, ["RUN"], eval_splits=True)
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
     out = paths.npy_dir()

@@ -36,7 +36,7 @@ from soundtrack.frame_extraction import SUFFIX, extract, prepare_folder
 
 EXIT_SOME_FAILED = 3
 def main(argv=None):
-    parser = cli.parser(__doc__, ["FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS",
+    parser = cli.parser(__doc__, ["WORKERS", "SPLITS", "FRAME_ROOT", "FRAMES_PER_SECOND", "FRAME_SIZE_PIXELS",
                                   "FRAME_JPEG_QSCALE", "FFMPEG", "FFMPEG_TIMEOUT_SECONDS",
                                   "VIDEO_EXTENSIONS", "STRICT"], shard=True)
     cfg = cli.parse(parser, argv)

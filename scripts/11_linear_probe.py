@@ -58,9 +58,7 @@ def load_embeddings(folder, split, record=None, classes=None, classes_path=None)
 
 
 def main(argv=None):
-    parser = cli.parser(__doc__, PROBE_KEYS)
-    parser.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
-                        help="splits to score (default: EVAL_SPLIT)")
+    parser = cli.parser(__doc__, PROBE_KEYS, eval_splits=True)
     cfg = cli.parse(parser, argv)
     paths = datafiles.Paths(cfg)
     source, out = paths.npy_dir(), paths.npy_dir(f"{cfg.run}_probe")

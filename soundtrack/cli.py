@@ -20,7 +20,11 @@ Usage in a script::
     cfg.feature, cfg.workers, cfg.shard  # -> "mel", 2, (1, 1)
 """
 import argparse
+import ast
+import functools
+import io
 import sys
+import tokenize
 from pathlib import Path
 
 import yaml
@@ -34,10 +38,18 @@ import config
 # The repository's root: config paths that are relative are taken from here.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Every runbook script, train.py and predict.py understands these (SHARD only where the work
-# can be split), so one set of flags serves the whole runbook.
-COMMON_KEYS = ["DATASET", "VIDEO_ROOT", "DATA_ROOT", "OUTPUT_ROOT", "WORKERS", "SPLITS",
+# What names the dataset: every runbook script, train.py and predict.py takes these, so one set
+# of dataset flags serves the whole runbook. The flags of the work itself (WORKERS, SPLITS,
+# SHARD) are taken only by the scripts that use them: elsewhere they are refused, never
+# silently ignored.
+COMMON_KEYS = ["DATASET", "VIDEO_ROOT", "DATA_ROOT", "OUTPUT_ROOT", "VIDEO_EXTENSIONS",
                "TRAIN_SPLIT", "EVAL_SPLIT"]
+# Keys that hold a path: typed as a flag, a relative path is taken from the working directory
+# (as any path a user types); in config.py or a YAML file, from the repository root.
+PATH_KEYS = ["DATA_ROOT", "OUTPUT_ROOT", "VIDEO_ROOT", "AUDIO_ROOT", "FEATURE_ROOT",
+             "FRAME_ROOT", "ENVELOPE_ROOT", "INIT_CHECKPOINT", "VGGISH_PCA_PARAMS",
+             "PRETRAINED_WEIGHTS", "FFMPEG"]
+PATH_WORDS = {"FFMPEG": ("imageio", "system"), "PRETRAINED_WEIGHTS": ("imagenet", "none")}
 # Everything that decides the audio images (audio.FrontEnd): steps 02-04, train.py.
 FRONT_END_KEYS = ["FRONT_END", "FEATURE", "DELTAS", *audio.OVERRIDE_KEYS]
 # Keys whose default is None: the type a set value must have.
@@ -66,6 +78,40 @@ CHOICES = {
 def config_keys():
     """The names of all settings in config.py (UPPER_CASE module constants)."""
     return [k for k in vars(config) if k.isupper() and not k.startswith("_")]
+
+
+@functools.lru_cache(maxsize=None)
+def key_comments():
+    """{KEY: its comment in config.py}: the comment on the key's line(s) and the indented
+    comment lines right under it, as one line of text. config.py is the one source of every
+    flag's help (tests/test_cli.py fails on a key without one)."""
+    source = Path(config.__file__).read_text(encoding="utf-8")
+    comments = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = (tok.start[1], tok.string.lstrip("#").strip())
+    lines = source.splitlines()
+    out = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id.isupper()):
+            continue
+        parts = [comments[r][1] for r in range(node.lineno, node.end_lineno + 1)
+                 if r in comments and comments[r][0] > 0]
+        row = node.end_lineno + 1
+        while (row in comments and comments[row][0] > 0
+               and not lines[row - 1][:comments[row][0]].strip()):
+            parts.append(comments[row][1])
+            row += 1
+        out[node.targets[0].id] = " ".join(p for p in parts if p)
+    return out
+
+
+def flag_help(key):
+    """--help text of a config key's flag: its config.py comment and its default."""
+    default = getattr(config, key)
+    shown = repr(default) if default is not None else "the FRONT_END preset's value"
+    return f"{key_comments().get(key, '')} [default: {shown}]".strip()
 
 
 class Settings(dict):
@@ -163,12 +209,14 @@ class Parser(argparse.ArgumentParser):
         return super().add_argument(*names, **kwargs)
 
 
-def parser(doc, keys=(), shard=False):
+def parser(doc, keys=(), shard=False, eval_splits=False):
     """An ArgumentParser whose help is the script's docstring, with a flag per config key.
 
     Args:
       doc: the script's module docstring (its contract), shown by --help.
       keys: config keys this script reads, besides COMMON_KEYS (and SHARD if `shard`).
+      eval_splits: the script scores or reports several splits: --eval-splits SPLIT ...
+        (default: EVAL_SPLIT), one meaning in every script.
     """
     p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                argument_default=argparse.SUPPRESS, allow_abbrev=False)
@@ -182,8 +230,7 @@ def parser(doc, keys=(), shard=False):
     g = p.add_argument_group("settings (defaults from config.py)")
     for key in all_keys:
         default = getattr(config, key)
-        kwargs = {"help": (f"default: {default!r}" if default is not None else
-                           "default: the FRONT_END preset's value"), "dest": key}
+        kwargs = {"help": flag_help(key), "dest": key}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, list):
@@ -192,9 +239,24 @@ def parser(doc, keys=(), shard=False):
             kwargs["type"] = NULLABLE_TYPES[key] if default is None else type(default)
             if _choices(key):
                 kwargs["choices"] = _choices(key)
+            elif key == "MODEL":          # the registry's names (torch: only scripts that train)
+                import network
+                kwargs["choices"] = network.names()
         g.add_argument(_flag(key), **kwargs)
+    if eval_splits:
+        p.add_argument("--eval-splits", nargs="+", default=None, metavar="SPLIT",
+                       help="the splits to score or report, in order (default: EVAL_SPLIT)")
     p.set_defaults(_keys=all_keys)
     return p
+
+
+def from_working_directory(key, value):
+    """A path key's value typed on the command line: relative -> absolute from the working
+    directory (config.py's and YAML's relative paths stay relative to the repository)."""
+    if (key in PATH_KEYS and isinstance(value, str) and value
+            and value not in PATH_WORDS.get(key, ()) and not Path(value).is_absolute()):
+        return str(Path.cwd() / value)
+    return value
 
 
 def parse(p, argv=None):
@@ -218,7 +280,8 @@ def parse(p, argv=None):
                       f"ignored here): {', '.join(unused)}", file=sys.stderr)
         for key in keys:
             if key in args:
-                values[key] = _check_type(key, args.pop(key), _flag(key))
+                values[key] = from_working_directory(key, _check_type(key, args.pop(key),
+                                                                      _flag(key)))
     except (ValueError, OSError, yaml.YAMLError) as e:
         p.error(str(e))
     cfg = Settings({k.lower(): v for k, v in values.items()})

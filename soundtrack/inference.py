@@ -4,10 +4,13 @@
 checkpoint's own front end, as steps 02-03 and train.py score a track) or a
 ``VisualClassifier`` (its own frame settings, as step 08 and train.py score a video), and for
 step 12's ``phase2_F<k>.pt`` a ``TwoPhaseClassifier`` (each recorded Phase I backbone, then
-the Phase II model). Each has ``predict_file(path, ffmpeg, timeout_s)`` -> the file's top-5,
-and ``file_outputs`` -> the file's mean embedding, logits and scores as train.py's output
-contract holds them (scripts/predict.py's docstring says what is written).
+the Phase II model); ``FusedClassifier`` fuses an audio and a video checkpoint with step 07's
+weights. Each has ``prepare(path, ffmpeg, timeout_s)`` (decoding, no model: predict.py runs
+it in WORKERS threads) and ``finish(path, prepared)`` (the model) -> the file's top-5 and its
+mean embedding, logits and scores as train.py's output contract holds them
+(scripts/predict.py's docstring says what is written).
 """
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +59,31 @@ def top5(classes, probs):
     return [[classes[i], round(float(probs[i]), 6)] for i in top]
 
 
-class Classifier:
+class SingleModel:
+    """What a train.py checkpoint's classifier does with a file, in two halves: ``prepare``
+    (decoding, in a worker thread) and ``finish`` (the model, in the main thread)."""
+
+    def file_outputs(self, path, ffmpeg, timeout_s):
+        """-> (outputs_of's dict, prepare's info) of one media file."""
+        inputs, info = self.prepare(path, ffmpeg, timeout_s)
+        return self.outputs(inputs), info
+
+    def finish(self, path, prepared):
+        """prepare's result -> the dict of the JSON 'files' list (``_outputs``: the contract's
+        arrays, not written to the JSON)."""
+        inputs, info = prepared
+        out = self.outputs(inputs)
+        return {"path": str(path), **info, "top5": top5(self.classes, out["scores"]),
+                "_outputs": out}
+
+    def predict_file(self, path, ffmpeg, timeout_s):
+        """-> the dict of the JSON 'files' list; raises media.MediaError or ValueError."""
+        return self.finish(path, self.prepare(path, ffmpeg, timeout_s))
+
+
+class Classifier(SingleModel):
     """A checkpoint's model and front end: waveform -> class probabilities."""
+    modality = "audio"
 
     def __init__(self, path, device="cpu", batch_size=128, ckpt=None):
         ckpt = read_checkpoint(path) if ckpt is None else ckpt
@@ -103,15 +129,16 @@ class Classifier:
             patches[i:i + self.batch_size])) for i in range(0, len(patches), self.batch_size)),
             self.device)
 
-    def file_outputs(self, path, ffmpeg, timeout_s):
-        """-> (outputs_of's dict, {"seconds", "n_patches", "note"}) of one media file."""
+    def prepare(self, path, ffmpeg, timeout_s):
+        """Decode one media file and cut its audio images (no model: safe in a worker
+        thread). -> (patches, {"seconds", "n_patches", "note"})."""
         fe = self.front_end
         rate = fe.sample_rate_hz
         samples = media.decode_audio(path, rate, ffmpeg, timeout_s, fe.channels)
         samples = samples.astype(np.float32) / 32768.0
         patches, note = self.patches(samples, rate)
-        return self.outputs(patches), {"seconds": round(len(samples) / rate, 3),
-                                       "n_patches": int(len(patches)), "note": note}
+        return patches, {"seconds": round(len(samples) / rate, 3),
+                         "n_patches": int(len(patches)), "note": note}
 
     @property
     def record(self):
@@ -121,14 +148,11 @@ class Classifier:
     def input_name(self):
         return self.front_end.name
 
-    def predict_file(self, path, ffmpeg, timeout_s):
-        """-> dict for the JSON 'files' list; raises media.MediaError or ValueError."""
-        out, info = self.file_outputs(path, ffmpeg, timeout_s)
-        return {"path": str(path), **info, "top5": top5(self.classes, out["scores"])}
 
 
-class VisualClassifier:
+class VisualClassifier(SingleModel):
     """A visual checkpoint's model and frame settings: video -> class probabilities."""
+    modality = "visual"
 
     def __init__(self, path, device="cpu", batch_size=128, ckpt=None):
         ckpt = read_checkpoint(path) if ckpt is None else ckpt
@@ -152,23 +176,23 @@ class VisualClassifier:
     def input_name(self):
         return f"frames {self.frames.folder}"
 
-    def file_outputs(self, path, ffmpeg, timeout_s):
-        """-> (outputs_of's dict, {"seconds", "n_frames", "note"}) of one video file."""
+    def prepare(self, path, ffmpeg, timeout_s):
+        """Decode one video's frames as step 08 does (no model: safe in a worker thread).
+        -> (images, {"seconds", "n_frames", "note"})."""
         f = self.frames
         jpeg, offsets, times = media.decode_jpeg_frames(path, f.size_pixels, f.rate,
                                                         f.jpeg_qscale, ffmpeg, timeout_s)
         images = [frames.decode(jpeg[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
         if not images:
             raise ValueError(f"{path}: no frames decoded")
-        out = outputs_of(self.model, (torch.stack(images[i:i + self.batch_size])
-                                      for i in range(0, len(images), self.batch_size)),
-                         self.device)
-        return out, {"seconds": round(float(times[-1]), 3) if len(times) else 0.0,
-                     "n_frames": len(images), "note": ""}
+        return images, {"seconds": round(float(times[-1]) if len(times) else 0.0, 3),
+                        "n_frames": len(images), "note": ""}
 
-    def predict_file(self, path, ffmpeg, timeout_s):
-        out, info = self.file_outputs(path, ffmpeg, timeout_s)
-        return {"path": str(path), **info, "top5": top5(self.classes, out["scores"])}
+    def outputs(self, images):
+        """frames [n] of uint8 [3, S, S] -> ``outputs_of``'s dict."""
+        return outputs_of(self.model, (torch.stack(images[i:i + self.batch_size])
+                                       for i in range(0, len(images), self.batch_size)),
+                          self.device)
 
 
 def backbone(path, device="cpu", ckpt=None):
@@ -178,10 +202,24 @@ def backbone(path, device="cpu", ckpt=None):
     return kind(path, device, ckpt=ckpt)
 
 
+def prepare_sources(models, path, ffmpeg, timeout_s):
+    """Every model's ``prepare`` of one file. -> ({name: inputs}, {"seconds", "n_parts":
+    {name: n}, "note"})."""
+    inputs, parts, notes, seconds = {}, {}, [], 0.0
+    for name, m in models.items():
+        inputs[name], info = m.prepare(path, ffmpeg, timeout_s)
+        parts[name] = info.get("n_patches", info.get("n_frames"))
+        seconds = max(seconds, info["seconds"])
+        if info["note"]:
+            notes.append(f"{name}: {info['note']}")
+    return inputs, {"seconds": seconds, "n_parts": parts, "note": "; ".join(notes)}
+
+
 class TwoPhaseClassifier:
     """The two-phase system from files: each Phase I backbone (its own front end or frames)
     gives a file's embedding and logits as train.py's contract has them, then step 12's
     Phase II model (phase2_F<k>.pt, protocol (a)) fuses them."""
+    modality = "two_phase"
 
     def __init__(self, path, paths, device="cpu", saved=None):
         self.path = Path(path)
@@ -227,24 +265,22 @@ class TwoPhaseClassifier:
     def input_name(self):
         return ", ".join(f"{k}: {b.input_name}" for k, b in self.backbones.items())
 
-    def file_outputs(self, path, ffmpeg, timeout_s):
-        """-> ({source: outputs_of's dict}, {"seconds", "n_parts": {source: n}, "note"})."""
-        outs, parts, notes, seconds = {}, {}, [], 0.0
-        for name, b in self.backbones.items():
-            outs[name], info = b.file_outputs(path, ffmpeg, timeout_s)
-            parts[name] = info.get("n_patches", info.get("n_frames"))
-            seconds = max(seconds, info["seconds"])
-            if info["note"]:
-                notes.append(f"{name}: {info['note']}")
-        return outs, {"seconds": seconds, "n_parts": parts, "note": "; ".join(notes)}
+    def prepare(self, path, ffmpeg, timeout_s):
+        """Each backbone's decoding of one file (worker thread). -> ({source: inputs},
+        {"seconds", "n_parts": {source: n}, "note"})."""
+        return prepare_sources(self.backbones, path, ffmpeg, timeout_s)
 
-    def predict_file(self, path, ffmpeg, timeout_s):
-        outs, info = self.file_outputs(path, ffmpeg, timeout_s)
+    def finish(self, path, prepared):
+        inputs, info = prepared
+        outs = {k: self.backbones[k].outputs(x) for k, x in inputs.items()}
         probs = self.predict_saved(self.model, self.record,
                                    {k: o[self.what][None] for k, o in outs.items()})[0]
         return {"path": str(path), **info, "top5": top5(self.classes, probs),
                 "sources_top5": {k: top5(self.classes, o["scores"]) for k, o in outs.items()},
                 "_outputs": outs, "_probs": probs}
+
+    def predict_file(self, path, ffmpeg, timeout_s):
+        return self.finish(path, self.prepare(path, ffmpeg, timeout_s))
 
     def compare(self, vid, result, split, step12_dir):
         """How far this file's recomputed backbone outputs (and fused probabilities) are
@@ -294,3 +330,55 @@ def load_classifier(path, device="cpu", paths=None):
     if is_phase2_model(path):
         return TwoPhaseClassifier(path, paths, device)
     return backbone(path, device)
+
+
+class FusedClassifier:
+    """Several train.py checkpoints (an audio and a video model) fused with the weights step
+    07 chose (its weights.json: sources, their normalisation kinds and weights): each file's
+    fused top-5, as step 07 --apply fuses score files."""
+    modality = "fused"
+
+    def __init__(self, weights_path, checkpoints, device="cpu"):
+        import fusion
+        self.fusion = fusion
+        with open(weights_path, encoding="utf-8") as f:
+            self.chosen = json.load(f)
+        names = list(self.chosen.get("sources", []))
+        if set(names) != set(checkpoints):
+            raise ValueError(f"{weights_path} holds weights for sources {names}; checkpoints "
+                             f"were given for {sorted(checkpoints)}")
+        self.models = {k: backbone(Path(checkpoints[k]), device) for k in names}
+        self.classes = self.models[names[0]].classes
+        for k, m in self.models.items():
+            if m.classes != self.classes or len(self.classes) != self.chosen["n_classes"]:
+                raise ValueError(f"{checkpoints[k]} ({k}): its {len(m.classes)} classes are "
+                                 f"not those of {checkpoints[names[0]]} and {weights_path}")
+        self.path, self.weights = Path(weights_path), self.chosen["weights"]
+        self.model_name = " + ".join(f"{k} {m.model_name} x {self.weights[k]:.3g}"
+                                     for k, m in self.models.items())
+
+    @property
+    def input_name(self):
+        return ", ".join(f"{k}: {m.input_name}" for k, m in self.models.items())
+
+    @property
+    def record(self):
+        return {"fused": {"weights_file": str(self.path), "weights": self.weights,
+                          "kinds": self.chosen["kinds"],
+                          "checkpoints": {k: str(m.path) for k, m in self.models.items()}}}
+
+    def prepare(self, path, ffmpeg, timeout_s):
+        return prepare_sources(self.models, path, ffmpeg, timeout_s)
+
+    def finish(self, path, prepared):
+        inputs, info = prepared
+        outs = {k: self.models[k].outputs(x) for k, x in inputs.items()}
+        probs = {k: self.fusion.normalize(o["scores"][None], self.chosen["kinds"][k], k)[0]
+                 for k, o in outs.items()}
+        fused = self.fusion.fuse(probs, self.weights)[0]
+        return {"path": str(path), **info, "top5": top5(self.classes, fused),
+                "sources_top5": {k: top5(self.classes, o["scores"]) for k, o in outs.items()},
+                "_outputs": {"scores": fused}, "_probs": fused}
+
+    def predict_file(self, path, ffmpeg, timeout_s):
+        return self.finish(path, self.prepare(path, ffmpeg, timeout_s))

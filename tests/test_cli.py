@@ -96,9 +96,43 @@ def test_a_script_flag_may_not_shadow_a_config_key():
 
 
 def test_common_flags_everywhere():
-    cfg = cli.parse(cli.parser("doc", []), ["--dataset", "k600", "--video-root", "/v",
-                                            "--workers", "8"])
+    cfg = cli.parse(cli.parser("doc", ["WORKERS"]), ["--dataset", "k600", "--video-root", "/v",
+                                                     "--workers", "8"])
     assert (cfg.dataset, cfg.video_root, cfg.workers) == ("k600", "/v", 8)
+
+
+def test_a_work_flag_a_script_does_not_use_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse(cli.parser("doc", []), ["--workers", "8"])
+    assert "unrecognized arguments: --workers 8" in capsys.readouterr().err
+
+
+def test_every_config_key_has_a_comment_and_it_is_the_flags_help():
+    comments = cli.key_comments()
+    assert [k for k in cli.config_keys() if not comments.get(k)] == []
+    assert comments["MIN_TRAIN_STEPS"].startswith("> 0: train at least this many optimizer "
+                                                  "steps; EPOCHS is raised to ceil(")
+    helps = {a.dest: a.help for a in cli.parser("doc", ["MIN_TRAIN_STEPS", "FEATURE"])._actions}
+    assert helps["MIN_TRAIN_STEPS"] == comments["MIN_TRAIN_STEPS"] + " [default: 0]"
+    assert helps["FEATURE"].startswith("filterbank: mel | gam (gammatone) | cqt")
+
+
+def test_model_lists_the_registry_and_a_typed_path_is_from_the_working_directory(
+        tmp_path, monkeypatch, capsys):
+    import network
+    p = cli.parser("doc", ["MODEL", "INIT_CHECKPOINT"])
+    model = next(a for a in p._actions if a.dest == "MODEL")
+    assert list(model.choices) == network.names() and "slim_cnn" in model.choices
+    with pytest.raises(SystemExit):
+        cli.parse(p, ["--model", "slimcnn"])
+    assert "invalid choice: 'slimcnn'" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    cfg = cli.parse(cli.parser("doc", ["INIT_CHECKPOINT"]),
+                    ["--video-root", "videos", "--init-checkpoint", "w/best.pt",
+                     "--output-root", "/abs/out"])
+    assert cfg.video_root == str(tmp_path / "videos")
+    assert cfg.init_checkpoint == str(tmp_path / "w" / "best.pt")
+    assert cfg.output_root == "/abs/out" and cfg.data_root == config.DATA_ROOT   # config's own
 
 
 def test_shard_parsing():

@@ -14,17 +14,19 @@ def run_runbook(root):
     """Steps 00-08 of the tiny demo under `root` (the video model through step 08 and
     train.py). -> (audio npy folder, video npy folder, video results folder)."""
     common = ["--dataset", "tiny", "--data-root", str(root / "data"),
-              "--output-root", str(root), "--workers", "2"]
+              "--output-root", str(root)]
+    workers = ["--workers", "2"]                 # for the steps that work in parallel
     load_script("00_make_demo_dataset").main(
-        common + ["--num-classes", "4", "--videos-per-class", "6", "--clip-seconds", "2", "3"])
+        common + workers + ["--num-classes", "4", "--videos-per-class", "6",
+                            "--clip-seconds", "2", "3"])
     load_script("01_make_file_lists").main(common)
-    assert load_script("02_extract_audio").main(common) == 3        # the corrupt file
-    assert load_script("03_make_audio_images").main(common) == 0
+    assert load_script("02_extract_audio").main(common + workers) == 3   # the corrupt file
+    assert load_script("03_make_audio_images").main(common + workers) == 0
     load_script("04_make_datalists").main(common)
     train.main(common + ["--run", "r", "--epochs", "2", "--batch-size", "32"])
     load_script("05_score_tracks").main(common + ["--run", "r"])
     video = ["--frames-per-second", "2", "--frame-size-pixels", "32"]
-    assert load_script("08_extract_frames").main(common + video) == 3   # the corrupt file
+    assert load_script("08_extract_frames").main(common + workers + video) == 3   # corrupt
     train.main(common + video + ["--run", "v", "--model", "tv_mobilenet_v3_small",
                                  "--pretrained-weights", "none", "--epochs", "1",
                                  "--batch-size", "32", "--per-frame"])
@@ -45,7 +47,7 @@ def test_runbook_end_to_end(tmp_path, capsys):
     npy, vnpy, results = run_runbook(tmp_path)
     out = capsys.readouterr().out
     common = ["--dataset", "tiny", "--data-root", str(tmp_path / "data"),
-              "--output-root", str(tmp_path), "--workers", "2"]
+              "--output-root", str(tmp_path)]
     # the visual run's per-frame features line up with step 08's frames, video by video
     from soundtrack import frames
     frame_dir = tmp_path / "data" / "tiny" / "frames" / "32px_2fps"
@@ -99,7 +101,38 @@ def test_runbook_end_to_end(tmp_path, capsys):
         assert (tmp_path / "npy_files" / "tiny" / "fusion" / png).stat().st_size > 1000
     assert "oracle" in out
     check_whole_split(fusion_dir, vnpy, lists, report)
+    check_predict_for_fusion_users(tmp_path, common)
     check_records(tmp_path, npy, vnpy, results, common)
+
+
+def check_predict_for_fusion_users(root, common):
+    """predict.py --scores-out writes what step 07 --apply reads; --fuse gives the same fused
+    scores as --apply with step 07's weights; --workers 2 the same as one at a time."""
+    clips = sorted((root / "data" / "tiny" / "videos" / "val").rglob("*.mp4"))[:4]
+    runs, fusion_dir = root / "runs" / "tiny", root / "npy_files" / "tiny" / "fusion"
+    predict = load_script("predict")
+    outs = {}
+    for name, run, workers in (("audio", "r", "1"), ("video", "v", "2"), ("audio2", "r", "2")):
+        outs[name] = root / f"pred_{name}"
+        predict.main(common + [str(runs / run / "best.pt"), *map(str, clips),
+                               "--eval-split", "new", "--scores-out", str(outs[name]),
+                               "--workers", workers])
+    a1, a2 = (np.load(outs[k] / "new_scores.npy") for k in ("audio", "audio2"))
+    np.testing.assert_array_equal(a1, a2)                         # workers change nothing
+    ids = datafiles.read_ids(outs["audio"] / "new_ids.txt")
+    assert len(ids) == len(a1) and ids[0].startswith("val/")
+    load_script("07_fuse").main(common + [
+        "--apply", str(fusion_dir / "weights.json"), "--eval-split", "new",
+        "--out-dir", str(root / "applied"),
+        "--scores", f"audio={outs['audio'] / 'new_scores.npy'}",
+        f"video={outs['video'] / 'new_scores.npy'}"])
+    applied = np.load(root / "applied" / "new_fused_scores.npy")
+    predict.main(common + [str(runs / "r" / "best.pt"), *map(str, clips), "--eval-split", "new",
+                           "--scores-out", str(root / "pred_fused"), "--fuse",
+                           str(fusion_dir / "weights.json"), f"video={runs / 'v' / 'best.pt'}"])
+    np.testing.assert_allclose(np.load(root / "pred_fused" / "new_scores.npy"), applied,
+                               atol=1e-6)
+    assert datafiles.read_ids(root / "applied" / "new_fused_ids.txt") == ids
 
 
 def check_whole_split(fusion_dir, vnpy, lists, report):
@@ -135,18 +168,21 @@ def check_whole_split(fusion_dir, vnpy, lists, report):
 
 def test_one_set_of_common_flags_runs_the_runbook_on_a_val_only_tree(tmp_path, capsys):
     """A tree with a val split only (as a user with Kinetics val and a video model's val
-    scores has): the SAME common flags go to steps 01-07, train.py and predict.py."""
+    scores has): the SAME dataset flags go to steps 01-07, train.py and predict.py; the
+    splits to process and the workers to the steps that take them."""
     import shutil
     make = ["--dataset", "v", "--data-root", str(tmp_path / "data"), "--output-root",
-            str(tmp_path), "--workers", "2"]
+            str(tmp_path)]
     load_script("00_make_demo_dataset").main(
-        make + ["--num-classes", "2", "--videos-per-class", "8", "--clip-seconds", "2", "2"])
+        make + ["--num-classes", "2", "--videos-per-class", "8", "--clip-seconds", "2", "2",
+                "--workers", "2"])
     shutil.rmtree(tmp_path / "data" / "v" / "videos" / "train")
-    common = make + ["--splits", "val", "--train-split", "val", "--eval-split", "val"]
-    load_script("01_make_file_lists").main(common)
-    assert load_script("02_extract_audio").main(common) in (0, 3)
-    assert load_script("03_make_audio_images").main(common) == 0
-    load_script("04_make_datalists").main(common)
+    common = make + ["--train-split", "val", "--eval-split", "val"]
+    splits = ["--splits", "val"]
+    load_script("01_make_file_lists").main(common + splits)
+    assert load_script("02_extract_audio").main(common + splits + ["--workers", "2"]) in (0, 3)
+    assert load_script("03_make_audio_images").main(common + splits + ["--workers", "2"]) == 0
+    load_script("04_make_datalists").main(common + splits)
     train.main(common + ["--run", "r", "--epochs", "1", "--minival-fraction", "0"])
     load_script("05_score_tracks").main(common + ["--run", "r"])
     # a video model's scores as a user brings them: rows in their own order, own ids file
