@@ -189,7 +189,7 @@ def main(argv=None):
 
     Longer than ~60 lines on purpose: the order of the timed runs (interleaved, repeated) is
     the method of the benchmark and is kept in one place."""
-    p = cli.parser(__doc__, ["FFMPEG"])
+    p = cli.parser(__doc__, ["FFMPEG", "WORKERS"])
     p.add_argument("--videos", type=int, default=96, help="number of test videos")
     p.add_argument("--video-seconds", type=float, default=10.0,
                    help="length of each test video (default 10)")

@@ -178,7 +178,7 @@ def load_video_scores(path, classes, classes_path, video_ids_path, video_list_pa
 
 def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
           video_list_path=None, video_classes_path=None, allow_missing=False,
-          match_ids="exact"):
+          match_ids="exact", split_ids=()):
     """-> (matched float32 [n, C], ids [n], report dict, (every video's scores float32
     [n_videos, C] in classes.txt order, their ids)); see the module docstring."""
     classes = datafiles.read_classes(classes_path)
@@ -186,9 +186,11 @@ def match(video_scores_path, audio_ids_path, classes_path, video_ids_path=None,
                                                 video_ids_path, video_list_path,
                                                 video_classes_path)
     audio_ids = datafiles.read_ids(audio_ids_path)
-    if match_ids == "basename":
-        ids = score_files.rename_by_basename(ids, audio_ids, f"{video_scores_path} "
-                                             f"({ids_source})", audio_ids_path)
+    if match_ids == "basename":      # to the ids of the split's videos (step 01), audio's first
+        known = list(audio_ids) + [i for i in split_ids if i not in set(audio_ids)]
+        ids = score_files.rename_by_basename(ids, known, f"{video_scores_path} "
+                                             f"({ids_source})", f"{audio_ids_path} and the "
+                                             f"split's video list")
         ids_source += ", matched by file name"
     video_ids, video_rows, duplicates = dedupe(ids, scores, video_scores_path, ids_source)
     if not set(audio_ids) & set(video_ids):
@@ -279,7 +281,9 @@ def main(argv=None):
         cfg.classes or paths.classes, video_ids_path=video_ids,
         video_list_path=cfg.video_list or paths.video_list(split),
         video_classes_path=cfg.video_classes, allow_missing=cfg.allow_missing,
-        match_ids=cfg.match_ids)
+        match_ids=cfg.match_ids,
+        split_ids=(datafiles.read_video_list(paths.video_list(split))[0]
+                   if paths.video_list(split).exists() else ()))
     report["out"] = str(out)
     report["out_ids"] = str(datafiles.ids_path_for(out))
     for key in ("video_scores", "video_classes", "audio_ids", "classes", "out", "out_ids"):

@@ -250,7 +250,10 @@ def test_decode_audio_batch_matches_single_decodes(bad_root):
 # ---------------------------------------------------------------- front ends through 02-04
 def _common(video_root, out):
     return ["--dataset", "t", "--video-root", str(video_root), "--data-root", str(out / "data"),
-            "--output-root", str(out), "--workers", "1"]
+            "--output-root", str(out)]
+
+
+WORKERS = ["--workers", "1"]                # steps 02 and 03 take it; 01 and 04 refuse it
 
 
 def test_yaml_front_end_override_changes_the_arrays_and_the_record(bad_root, tmp_path):
@@ -263,7 +266,7 @@ def test_yaml_front_end_override_changes_the_arrays_and_the_record(bad_root, tmp
     yaml_file.write_text("num_bands: 32\nfft_length: 1024\nepochs: 3\n")
     common = _common(bad_root, tmp_path) + ["--config", str(yaml_file), "--splits", "val"]
     step01.main(common)
-    assert step02.main(common) == 3 and step03.main(common) == 0
+    assert step02.main(common + WORKERS) == 3 and step03.main(common + WORKERS) == 0
     step04.main(common)
     fe = audio.front_end("vggish", num_bands=32, fft_length=1024)
     folder = tmp_path / "data" / "t" / "features" / fe.name
@@ -308,7 +311,7 @@ def test_step_04_refuses_a_record_of_another_front_end(bad_root, tmp_path):
 
 
 def test_stereo_policy_keeps_two_channels_and_notes_duplicated_mono(bad_root, tmp_path):
-    step01.main(_common(bad_root, tmp_path)[:-2])
+    step01.main(_common(bad_root, tmp_path))
     common = _common(bad_root, tmp_path) + ["--audio-channels", "stereo", "--splits", "val"]
     assert step02.main(common) == 3 and step03.main(common) == 0
     from soundtrack import media
@@ -330,7 +333,7 @@ def test_a_32khz_preset_reads_32khz_wavs_and_refuses_16khz_ones(bad_root, tmp_pa
     monkeypatch.setitem(audio.PRESETS, "test32k", dict(
         audio.PRESETS["vggish"], sample_rate_hz=32000, window_seconds=0.032,
         hop_seconds=0.01, fft_length=1024, band_min_hz=50.0, band_max_hz=14000.0))
-    step01.main(_common(bad_root, tmp_path)[:-2])
+    step01.main(_common(bad_root, tmp_path))
     common = _common(bad_root, tmp_path) + ["--front-end", "test32k", "--splits", "val"]
     assert step02.main(common) == 3
     wav = tmp_path / "data" / "t" / "audio" / "32000hz_mono" / "val" / "tone" / "good.wav"
@@ -359,7 +362,7 @@ def test_a_hung_ffmpeg_is_listed_as_timed_out(bad_root, tmp_path):
     hang = tmp_path / "ffmpeg_that_hangs"
     hang.write_text("#!/bin/sh\nexec tail -f /dev/null\n")
     hang.chmod(0o755)
-    common = _common(bad_root, tmp_path)[:-2]
+    common = _common(bad_root, tmp_path)
     step01.main(common + ["--splits", "train"])
     code = step02.main(common + ["--splits", "train", "--workers", "2", "--ffmpeg", str(hang),
                                  "--ffmpeg-timeout-seconds", "1"])
@@ -381,7 +384,7 @@ def test_deltas_end_to_end(bad_root, tmp_path):
     import json
     import torch
     import train
-    common = _common(bad_root, tmp_path)[:-2]
+    common = _common(bad_root, tmp_path)
     step01.main(common)
     step02.main(common)
     deltas = common + ["--deltas"]

@@ -391,9 +391,8 @@ def test_a_custom_front_end_trains_a_model_of_its_shape(tmp_path):
     datafiles.write_lines(lists / "train_16000hz_mono_audio.txt", list(tracks))
     write_feature_folder(tmp_path / "data" / "syn" / "features", tracks, fe)
     common = ["--dataset", "syn", "--data-root", str(tmp_path / "data"), "--output-root",
-              str(tmp_path), "--num-bands", "32", "--splits", "train", "--train-split", "train",
-              "--eval-split", "train"]
-    step04.main(common)
+              str(tmp_path), "--num-bands", "32", "--train-split", "train", "--eval-split", "train"]
+    step04.main(common + ["--splits", "train"])
     train.main(common + ["--epochs", "1", "--run", "c32", "--minival-fraction", "0"])
     ckpt = torch.load(tmp_path / "runs" / "syn" / "c32" / "last.pt", weights_only=False)
     assert ckpt["patch_shape"] == [32, 96] and ckpt["front_end"]["num_bands"] == 32
