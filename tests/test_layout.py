@@ -8,7 +8,6 @@ runbook steps and tools in ``scripts/``, the benchmarks in ``benchmarks/`` (thei
 """
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
