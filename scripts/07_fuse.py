@@ -319,9 +319,12 @@ def markdown(report, decided, best, info):
     whole = report.get("whole_split")
     if whole:
         g = whole["gain"]
+        missing = whole["n_split_videos_without_video_score"]
         lines += ["", f"The whole split: {whole['n']} videos, {whole['n_with_sound']} fused, "
                       f"{whole['n_video_only']} without a sound track scored by the video model "
-                      f"alone (whole_split_rows.tsv says why):", "",
+                      f"alone (whole_split_rows.tsv says why)"
+                      + (f"; {missing} more of the split have no video score" if missing
+                         else "") + ":", "",
                   table([(f"video alone ({whole['video_scores']})", whole["video"]),
                          ("fused where there is sound, else video", whole["fused"])]), "",
                   f"Gain on the whole split: {g['top1']:+.2f} top-1 points, 95 % CI "
