@@ -96,3 +96,29 @@ class SlimCNNFullRes(SlimCNN):
     def __init__(self, n_classes, in_channels=1, **kw):
         kw.setdefault("stem_stride", 1)
         super().__init__(n_classes, in_channels, **kw)
+
+
+@register("vgg_plain")
+class VggPlain(PannsStyleCNN):
+    """A plain VGG-style baseline (the comparison the from-scratch default must stand up to):
+    4 blocks of two (conv 3x3 -> BN -> ReLU), widths 32-64-128-256, 2x2 average pooling
+    between blocks, no strided stem; band-wise input batch norm; the mean over frequency,
+    then max + mean over time; dropout 0.3 and ONE linear layer (no embedding layer: the
+    embedding is the pooled 256-d feature)."""
+    HEAD = ("fc_logits",)
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("widths", (32, 64, 128, 256))
+        kw.setdefault("n_convs", 2)
+        kw.setdefault("stem_stride", 1)
+        kw.setdefault("dropout", 0.3)
+        super().__init__(n_classes, in_channels, **kw)
+        width = kw["widths"][-1]
+        del self.fc_embedding
+        self.fc_logits = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        x = self.bn_bands(x.transpose(1, 2)).transpose(1, 2)   # [B, C, bands, frames]
+        x = self.blocks(x).mean(dim=2)                          # [B, 256, frames']
+        emb = x.amax(dim=2) + x.mean(dim=2)                     # [B, 256]
+        return {"logits": self.fc_logits(self.dropout(emb)), "embedding": emb}

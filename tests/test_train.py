@@ -164,12 +164,27 @@ def test_loader_per_track_and_packed_agree(syn):
     assert set(dl.labels[held]) == set(range(N_CLASSES))
 
 
-@pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish"])
+@pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish",
+                                  "vgg_plain"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_named_outputs(name, channels):
     model = network.build(name, n_classes=5, in_channels=channels).eval()
     out = model(torch.zeros(2, channels, 64, 96))
     assert out["logits"].shape == (2, 5) and out["embedding"].ndim == 2
+
+
+def test_vgg_plain_is_the_described_baseline():
+    """4 blocks of two bias-free 3x3 convs (32-64-128-256), no strided stem, pooling between
+    blocks only, band-wise input BN, one linear layer on the pooled 256-d feature."""
+    model = network.build_audio("vgg_plain", 7, (64, 96)).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256]
+    assert all(c.stride == (1, 1) and c.bias is None and c.kernel_size == (3, 3) for c in convs)
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    assert len(pools) == 3 and model.bn_bands.num_features == 64
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(256, 7)]
+    assert model.dropout.p == 0.3 and network.head_prefixes(model) == ("fc_logits.",)
 
 
 def test_unknown_model_lists_the_choices():
