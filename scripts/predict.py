@@ -218,7 +218,7 @@ def main(argv=None):
     seconds = time.perf_counter() - t0
     print(f"[predict] {len(results)} files scored, {len(failed)} failed "
           f"({clf.model_name} on {clf.input_name}, "
-          f"{len(clf.classes)} classes, {cfg.checkpoint}); {seconds:.1f} s, "
+          f"{len(clf.classes)} classes, {cfg.checkpoint}); {seconds:.3f} s, "
           f"{len(files) / max(seconds, 1e-9):.2f} files/s with {cfg.workers} workers")
     if cfg.scores_out and results:
         write_scores(cfg.scores_out, cfg.eval_split, clf, results, paths, cfg)
