@@ -77,14 +77,13 @@ def main(argv=None):
         print(f"skipped: no ESC-10 at {args.esc10_root} (expected meta.csv and audio/*.flac)")
         return 0
     common = ["--config", str(args.recipe)]
-    for flag, value in (("--data-root", args.data_root), ("--output-root", args.output_root),
-                        ("--workers", args.workers)):
+    for flag, value in (("--data-root", args.data_root), ("--output-root", args.output_root)):
         if value is not None:
             common += [flag, str(value)]
 
     t0 = time.perf_counter()
     load0 = os.getloadavg()
-    paths, all_folds = prepare(args.esc10_root, common, quiet=False)
+    paths, all_folds = prepare(args.esc10_root, common, quiet=False, workers=args.workers)
     t_prep = time.perf_counter() - t0
     print(f"[esc10] data ready in {t_prep:.0f} s: {len(all_folds)} folds -> "
           f"{paths.datalists}")

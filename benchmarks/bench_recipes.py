@@ -61,24 +61,26 @@ def step(script, args):
     return esc.run_step(script, args)
 
 
-def prepare_esc(esc_root, recipe, common):
+def prepare_esc(esc_root, recipe, common, workers=None):
     """ESC-10 through steps 01-04 (esc10.prepare) plus the low-data lists and datalists.
     -> (Paths, folds)"""
-    paths, folds = esc.prepare(esc_root, ["--config", str(recipe), *common])
+    paths, folds = esc.prepare(esc_root, ["--config", str(recipe), *common], workers=workers)
     splits = low_data_lists(paths, folds)
     step("04_make_datalists", ["--config", str(recipe), *common, "--dataset", esc.DATASET,
                                "--splits", *splits])
     return paths, folds
 
 
-def prepare_demo(recipe, common):
+def prepare_demo(recipe, common, workers=None):
     """The demo dataset's steps 00-04 (each skips what is done). -> Paths"""
     args = ["--config", str(recipe), *common, "--dataset", "demo"]
+    work = ["--workers", str(workers)] if workers else []
     for script in ("00_make_demo_dataset", "01_make_file_lists", "02_extract_audio",
                    "03_make_audio_images", "04_make_datalists"):
         # steps 00-01 take the demo's own settings (a recipe's SEED is the training seed)
         argv = [sys.executable, str(REPO / "scripts" / f"{script}.py"),
-                *(args if script[:2] > "01" else args[2:])]
+                *(args if script[:2] > "01" else args[2:]),
+                *(work if script[:2] in ("00", "02", "03") else [])]
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode not in (0, 3):      # 3: the demo's special files, listed on purpose
             raise RuntimeError(f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}")
@@ -123,11 +125,11 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
                 print(f"[recipes] {task}: skipped, no ESC-10 at {args.esc10_root}")
                 continue
             if "esc" not in prepared:
-                prepared["esc"] = prepare_esc(args.esc10_root, recipe, common)
+                prepared["esc"] = prepare_esc(args.esc10_root, recipe, common, args.workers)
             paths, folds = prepared["esc"]
         else:
             if "demo" not in prepared:
-                prepared["demo"] = prepare_demo(recipe, common)
+                prepared["demo"] = prepare_demo(recipe, common, args.workers)
             paths, folds = prepared["demo"], []
         for seed in seeds:
             for part, dataset, train_split, eval_split in parts(task, folds):
@@ -212,8 +214,7 @@ def main(argv=None):
         print(table([json.loads(f.read_text()) for f in args.table]))
         return 0
     common = []
-    for flag, value in (("--data-root", args.data_root), ("--output-root", args.output_root),
-                        ("--workers", args.workers)):
+    for flag, value in (("--data-root", args.data_root), ("--output-root", args.output_root)):
         if value is not None:
             common += [flag, str(value)]
     results = [run_recipe(r, args.tasks, args.seeds, args, overrides, common)

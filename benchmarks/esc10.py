@@ -74,13 +74,14 @@ def fold_split_lists(paths, folds):
                                ((f"test_f{k}", [k]), (f"train_f{k}", [f for f in folds if f != k]))])
 
 
-def prepare(esc_root, common, quiet=True):
+def prepare(esc_root, common, quiet=True, workers=None):
     """Steps 01-04 on the ESC folder; returns (Paths, folds).
 
     Args:
       esc_root: folder with meta.csv and audio/.
-      common: argv given to every step: --config RECIPE and any --data-root, --output-root,
-        --workers (the dataset is always esc10).
+      common: argv given to every step: --config RECIPE and any --data-root, --output-root
+        (the dataset is always esc10).
+      workers: --workers of steps 02-03 (the steps that take it); None: config.py's.
     """
     cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), common + ["--dataset", DATASET])
     paths = datafiles.Paths(cfg)
@@ -89,11 +90,12 @@ def prepare(esc_root, common, quiet=True):
     link_tree(rows, paths.video_root)
     fold_splits = [f"fold{f}" for f in folds]
     args = common + ["--dataset", DATASET]
+    work = ["--workers", str(workers)] if workers else []
     flac = ["--video-extensions", ".flac"]
     logs = [run_step("01_make_file_lists", args + flac + ["--splits", *fold_splits,
                                                           "--train-split", fold_splits[0]]),
-            run_step("02_extract_audio", args + flac + ["--splits", *fold_splits]),
-            run_step("03_make_audio_images", args + ["--splits", *fold_splits])]
+            run_step("02_extract_audio", args + work + flac + ["--splits", *fold_splits]),
+            run_step("03_make_audio_images", args + work + ["--splits", *fold_splits])]
     splits = fold_split_lists(paths, folds)
     logs.append(run_step("04_make_datalists", args + ["--splits", *splits]))
     if not quiet:
