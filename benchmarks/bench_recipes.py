@@ -11,8 +11,14 @@ score is the mean of its patch softmax):
              (320 clips); rotated over the 5 folds, mean over the rotations
   demo       the built-in demo dataset's sound (scripts/00-04 with their defaults; made here
              when data/demo is missing): train on train, score val (tracks with sound)
+  fsdd_fewshot  FSDD, few-shot with many classes: class = digit x speaker (60 classes),
+             train on takes 0-5 (6 clips per class, 360), score takes 6-49 (2640 clips)
+  fsdd_speaker  FSDD by speaker: class = the digit; train on 5 speakers, score the 6th, one
+             part per held-out speaker (--fsdd-speakers: a subset, the same for every recipe,
+             where all six cost too much)
 
-Reads  ../shared/data/esc10 (meta.csv, audio/*.flac; --esc10-root), data/demo (made if absent)
+Reads  ../shared/data/esc10 (meta.csv, audio/*.flac; --esc10-root), ../shared/data/fsdd (the
+       same layout, fold = speaker; --fsdd-root), data/demo (made if absent)
 Writes data/esc10, file_lists/esc10 ... as benchmarks/bench_esc10.py (shared; low-data lists
        train_l<k> / test_l<k> beside its train_f<k> / test_f<k>),
        runs/<dataset>/<prefix>_<task>_<part>_s<seed>/ and npy_files/... of every train.py run,
@@ -47,7 +53,7 @@ from soundtrack import datafiles
 from soundtrack import metrics
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = ("esc10", "esc10_low", "demo")
+TASKS = ("esc10", "esc10_low", "demo", "fsdd_fewshot", "fsdd_speaker")
 
 
 def low_data_lists(paths, folds):
@@ -69,6 +75,17 @@ def prepare_esc(esc_root, recipe, common, workers=None):
     step("04_make_datalists", ["--config", str(recipe), *common, "--dataset", esc.DATASET,
                                "--splits", *splits])
     return paths, folds
+
+
+def prepare_fsdd(fsdd_root, task, recipe, common, workers=None):
+    """FSDD through steps 01-04 for one protocol (esc10.prepare with its rows). -> (Paths,
+    folds): the few-shot task's one part (train_fs / test_fs), or the speakers."""
+    if task == "fsdd_fewshot":
+        return esc.prepare(fsdd_root, ["--config", str(recipe), *common], workers=workers,
+                           dataset="fsdd_fewshot", rows=esc.fsdd_fewshot_rows(fsdd_root),
+                           plan=lambda folds: [("train_fs", [1]), ("test_fs", [2])])
+    return esc.prepare(fsdd_root, ["--config", str(recipe), *common], workers=workers,
+                       dataset="fsdd_speaker", rows=esc.fsdd_speaker_rows(fsdd_root))
 
 
 def prepare_demo(recipe, common, workers=None):
@@ -96,8 +113,13 @@ def accuracy(paths, run, split):
     return metrics.topk_accuracy(scores, y, 1), len(y)
 
 
-def parts(task, folds):
+def parts(task, folds, speakers=None):
     """(part name, dataset, train split, eval split) of a task."""
+    if task == "fsdd_fewshot":
+        return [("fs", "fsdd_fewshot", "train_fs", "test_fs")]
+    if task == "fsdd_speaker":
+        return [(f"sp{k}", "fsdd_speaker", f"train_f{k}", f"test_f{k}") for k in folds
+                if not speakers or k in speakers]
     if task == "esc10":
         return [(f"f{k}", esc.DATASET, f"train_f{k}", f"test_f{k}") for k in folds]
     if task == "esc10_low":
@@ -120,7 +142,15 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     prepared = {}
     for task in tasks:
-        if task.startswith("esc10"):
+        if task.startswith("fsdd"):
+            if not (args.fsdd_root / "meta.csv").is_file():
+                print(f"[recipes] {task}: skipped, no FSDD at {args.fsdd_root}")
+                continue
+            if task not in prepared:
+                prepared[task] = prepare_fsdd(args.fsdd_root, task, recipe, common,
+                                              args.workers)
+            paths, folds = prepared[task]
+        elif task.startswith("esc10"):
             if not (args.esc10_root / "meta.csv").is_file():
                 print(f"[recipes] {task}: skipped, no ESC-10 at {args.esc10_root}")
                 continue
@@ -132,7 +162,8 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
                 prepared["demo"] = prepare_demo(recipe, common, args.workers)
             paths, folds = prepared["demo"], []
         for seed in seeds:
-            for part, dataset, train_split, eval_split in parts(task, folds):
+            for part, dataset, train_split, eval_split in parts(task, folds,
+                                                                args.fsdd_speakers):
                 key = f"{task}/{part}/s{seed}"
                 if key in result["runs"]:
                     continue
@@ -201,6 +232,9 @@ def main(argv=None):
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--esc10-root", type=Path, default=esc.DEFAULT_ESC10_ROOT)
+    p.add_argument("--fsdd-root", type=Path, default=esc.DEFAULT_FSDD_ROOT)
+    p.add_argument("--fsdd-speakers", nargs="+", type=int, default=None, metavar="K",
+                   help="fsdd_speaker: score only these held-out speakers (1-6; default all)")
     p.add_argument("--run-prefix", default="rb", help="train.py runs are "
                    "<prefix>_<recipe>_<task>_<part>_s<seed>")
     p.add_argument("--torch-threads", type=int, default=os.cpu_count())

@@ -1,5 +1,14 @@
-"""ESC-10 as a benchmark dataset: its FLACs through the runbook's steps 01-04, fold splits,
-and a fold's accuracy. Shared by bench_esc10.py and bench_recipes.py (a module, no main)."""
+"""Sound datasets laid out as ESC-10 (`meta.csv` + `audio/*.flac`) as benchmark datasets: their
+FLACs through the runbook's steps 01-04 as if they were videos, split lists, and a fold's
+accuracy. Shared by bench_esc10.py and bench_recipes.py (a module, no main).
+
+  ESC-10 (K. J. Piczak 2015): 10 classes x 40 clips of 5 s, 5 folds.
+  FSDD (the Free Spoken Digit Dataset, Jakobovski et al.): 10 digits x 6 speakers x 50
+  takes, most clips shorter than one 0.96 s patch (one zero-padded patch each); its
+  meta.csv's fold is the speaker. Two protocols: ``fsdd_fewshot_rows`` (class = digit x
+  speaker, 60 classes; takes 0-5 train, 6-49 are scored) and ``fsdd_speaker_rows`` (class =
+  digit; the folds are the speakers, so a fold split is speaker-held-out).
+"""
 import csv
 import os
 import subprocess
@@ -15,18 +24,35 @@ from soundtrack import metrics
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "esc10"
 DEFAULT_ESC10_ROOT = REPO.parent / "shared" / "data" / "esc10"
+DEFAULT_FSDD_ROOT = REPO.parent / "shared" / "data" / "fsdd"
+FSDD_FEWSHOT_TRAIN_TAKES = 6          # takes 0-5 of each digit x speaker train, the rest score
 DEFAULT_RECIPE = REPO / "recipes" / "audio_scratch.yaml"
 
 
-def read_meta(esc_root):
-    """meta.csv -> list of (fold int, category, flac path), sorted by fold then file name."""
+def read_meta(esc_root, group=None):
+    """meta.csv -> list of (fold int, category, flac path), sorted by fold then file name.
+    group(row dict) -> (fold, category) regroups the clips (FSDD's protocols); default the
+    file's own fold and category."""
     rows = []
     with open(Path(esc_root) / "meta.csv", newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
-            rows.append((int(r["fold"]), r["category"], Path(esc_root) / "audio" / r["filename"]))
+            fold, category = group(r) if group else (int(r["fold"]), r["category"])
+            rows.append((fold, category, Path(esc_root) / "audio" / r["filename"]))
     if not rows:
         raise ValueError(f"{esc_root}/meta.csv lists no clips")
     return sorted(rows, key=lambda r: (r[0], r[2].name))
+
+
+def fsdd_fewshot_rows(root):
+    """FSDD few-shot, many classes: class = <digit>_<speaker> (60); "fold" 1 = takes 0-5 (the
+    training clips, 6 per class), fold 2 = takes 6-49 (scored)."""
+    return read_meta(root, lambda r: (1 if int(r["take"]) < FSDD_FEWSHOT_TRAIN_TAKES else 2,
+                                      f"{r['category']}_{r['speaker']}"))
+
+
+def fsdd_speaker_rows(root):
+    """FSDD by speaker: class = the digit, fold = the speaker (1-6)."""
+    return read_meta(root)
 
 
 def link_tree(rows, video_root):
@@ -74,29 +100,33 @@ def fold_split_lists(paths, folds):
                                ((f"test_f{k}", [k]), (f"train_f{k}", [f for f in folds if f != k]))])
 
 
-def prepare(esc_root, common, quiet=True, workers=None):
-    """Steps 01-04 on the ESC folder; returns (Paths, folds).
+def prepare(esc_root, common, quiet=True, workers=None, dataset=DATASET, rows=None,
+            plan=None):
+    """Steps 01-04 on a meta.csv folder; returns (Paths, folds).
 
     Args:
       esc_root: folder with meta.csv and audio/.
-      common: argv given to every step: --config RECIPE and any --data-root, --output-root
-        (the dataset is always esc10).
+      common: argv given to every step: --config RECIPE and any --data-root, --output-root.
       workers: --workers of steps 02-03 (the steps that take it); None: config.py's.
+      dataset: the dataset name (esc10; fsdd_fewshot, fsdd_speaker).
+      rows: (fold, category, flac) of every clip (default: read_meta(esc_root)).
+      plan: folds -> [(split, member folds)] of the splits step 04 indexes (default: each
+        fold's test_f<k> and train_f<k>).
     """
-    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), common + ["--dataset", DATASET])
+    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), common + ["--dataset", dataset])
     paths = datafiles.Paths(cfg)
-    rows = read_meta(esc_root)
+    rows = read_meta(esc_root) if rows is None else rows
     folds = sorted({r[0] for r in rows})
     link_tree(rows, paths.video_root)
     fold_splits = [f"fold{f}" for f in folds]
-    args = common + ["--dataset", DATASET]
+    args = common + ["--dataset", dataset]
     work = ["--workers", str(workers)] if workers else []
     flac = ["--video-extensions", ".flac"]
     logs = [run_step("01_make_file_lists", args + flac + ["--splits", *fold_splits,
                                                           "--train-split", fold_splits[0]]),
             run_step("02_extract_audio", args + work + flac + ["--splits", *fold_splits]),
             run_step("03_make_audio_images", args + work + ["--splits", *fold_splits])]
-    splits = fold_split_lists(paths, folds)
+    splits = (union_lists(paths, plan(folds)) if plan else fold_split_lists(paths, folds))
     logs.append(run_step("04_make_datalists", args + ["--splits", *splits]))
     if not quiet:
         print("".join(line + "\n" for log in logs for line in log.splitlines()
@@ -106,7 +136,7 @@ def prepare(esc_root, common, quiet=True, workers=None):
         with np.load(paths.datalist(split)) as d:
             if len(d["ids"]) != n_listed:
                 raise RuntimeError(f"{paths.datalist(split)}: {len(d['ids'])} clips with "
-                                   f"features, {n_listed} listed; see file_lists/{DATASET}/")
+                                   f"features, {n_listed} listed; see file_lists/{dataset}/")
     return paths, folds
 
 

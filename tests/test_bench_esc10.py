@@ -89,3 +89,40 @@ def test_low_data_lists_train_on_one_fold_and_the_table_averages_over_parts(tmp_
     assert rows["esc10_low"][:3] == (50.0, 20.0, 2)          # seeds: 60 and 40
     assert rows["demo"][:3] == (85.0, 10.0, 2) and overall == 67.5
     assert "| old | 50.0 ± 10.0" in recipes.table([result])
+
+
+def make_mini_fsdd(root, takes=8):
+    """2 digits x 2 speakers x `takes` takes of 0.4 s (shorter than a patch), FSDD's meta.csv
+    (fold = speaker)."""
+    (root / "audio").mkdir(parents=True)
+    lines = ["filename,fold,target,category,speaker,take"]
+    for fold, speaker in ((1, "anna"), (2, "ben")):
+        for target, (category, hz) in enumerate({"zero": 400.0, "one": 1500.0}.items()):
+            for take in range(takes):
+                name = f"{target}_{speaker}_{take}.flac"
+                soundfile.write(root / "audio" / name, sine(0.4, hz * fold), 16000,
+                                format="FLAC")
+                lines.append(f"{name},{fold},{target},{category},{speaker},{take}")
+    (root / "meta.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_fsdd_protocols_few_shot_many_classes_and_held_out_speakers(tmp_path):
+    recipes = load_script("bench_recipes")
+    make_mini_fsdd(tmp_path / "fsdd")
+    common = ["--data-root", str(tmp_path / "data"), "--output-root", str(tmp_path)]
+    recipe = REPO / "recipes" / "audio_scratch.yaml"
+    paths, _ = recipes.prepare_fsdd(tmp_path / "fsdd", "fsdd_fewshot", recipe, common)
+    assert datafiles.read_classes(paths.classes) == ["one_anna", "one_ben", "zero_anna",
+                                                     "zero_ben"]
+    train, test = Datalist(paths.datalist("train_fs")), Datalist(paths.datalist("test_fs"))
+    takes = lambda dl: sorted({int(i.rsplit("_", 1)[1]) for i in dl.ids})   # noqa: E731
+    assert takes(train) == list(range(6)) and takes(test) == [6, 7]
+    assert len(train) == 4 * 6 and len(test) == 4 * 2 and list(set(train.n_patches)) == [1]
+    assert recipes.parts("fsdd_fewshot", [1, 2]) == [("fs", "fsdd_fewshot", "train_fs",
+                                                      "test_fs")]
+    paths, folds = recipes.prepare_fsdd(tmp_path / "fsdd", "fsdd_speaker", recipe, common)
+    assert datafiles.read_classes(paths.classes) == ["one", "zero"] and folds == [1, 2]
+    held_out = Datalist(paths.datalist("test_f2"))
+    assert {i.split("/")[0] for i in held_out.ids} == {"fold2"} and len(held_out) == 16
+    assert all("_ben_" in i for i in held_out.ids)
+    assert [p[0] for p in recipes.parts("fsdd_speaker", folds, speakers=[2])] == ["sp2"]
