@@ -33,7 +33,7 @@ def check_contract(out, split, video_list, classes_path):
     """Load and cross-check one split's contract files and the folder's record. -> dict of
     arrays and ids."""
     ids = datafiles.read_ids(out / f"{split}_ids.txt")
-    records.check(records.read_folder(out, "train.py"), records.folder_record(out),
+    records.check(records.read_folder(out), records.folder_record(out),
                   classes=datafiles.read_classes(classes_path), classes_where=str(classes_path),
                   split=split, rows=len(ids))
     scores, _ = datafiles.load_scores(out / f"{split}_scores.npy", out / f"{split}_ids.txt")

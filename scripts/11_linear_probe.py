@@ -65,7 +65,7 @@ def main(argv=None):
     try:
         classes = datafiles.read_classes(paths.classes)
         n_classes = len(classes)
-        source_record = records.read_folder(source, "train.py")
+        source_record = records.read_folder(source)
         check = dict(record=source_record, classes=classes, classes_path=paths.classes)
         x, y, _ = load_embeddings(source, cfg.train_split, **check)
         if len(y) == 0 or y.min() < 0 or y.max() >= n_classes:

@@ -247,9 +247,8 @@ class TwoPhaseClassifier:
         record = records.read(where)
         b = self.backbones[name]
         records.check(record, where, classes=b.classes, classes_where=str(b.path), split=split,
-                      front_end=b.record.get("front_end"), front_end_where=str(b.path))
-        if record.get("frames") not in (None, b.record.get("frames", record.get("frames"))):
-            raise ValueError(f"{where} was made with other frame settings than {b.path}")
+                      front_end=b.record.get("front_end"), frames=b.record.get("frames"),
+                      settings_where=str(b.path))
         recorded = records.checkpoint_of(record, split, where)["path"]
         if Path(recorded).name != b.path.name or Path(recorded).parent.name != b.path.parent.name:
             raise ValueError(f"{where}: split {split!r} was scored with {recorded}, this "

@@ -25,7 +25,10 @@ import json
 from pathlib import Path
 
 from soundtrack import atomic
+from soundtrack import audio
 from soundtrack import datafiles
+from soundtrack import frames as frames_module
+from soundtrack.errors import missing_message
 
 RECORD = "record.json"
 VERSION = 1
@@ -63,13 +66,12 @@ def read(path):
     return record
 
 
-def read_folder(folder, made_by_hint):
+def read_folder(folder):
     """A result folder's record; a ValueError that says which step writes it if missing."""
     path = folder_record(folder)
     if not path.is_file():
-        raise ValueError(f"{path} not found: {folder} was not written by {made_by_hint} of "
-                         f"this version (rerun it; train.py --eval-only rescoring a run is "
-                         f"enough)")
+        raise ValueError(f"{missing_message(path)} (a run scored before results had records: "
+                         f"train.py --eval-only rescores it)")
     return read(path)
 
 
@@ -100,9 +102,7 @@ def add_split(path, record, split, rows, **entry):
             old = None
     splits = dict(old["splits"]) if old is not None and same_maker(old, record) else {}
     splits[split] = {"rows": int(rows), **entry}
-    out = {**record, "splits": splits}
-    atomic.write_text(path, json.dumps(out, indent=2) + "\n")
-    return out
+    return write(path, {**record, "splits": splits})
 
 
 def write(path, record):
@@ -111,10 +111,11 @@ def write(path, record):
 
 
 def check(record, where, classes=None, classes_where="classes.txt", split=None, rows=None,
-          front_end=None, front_end_where=None):
+          front_end=None, frames=None, settings_where=None):
     """Raise ValueError, naming `where` (the record's file) and the other file, if the record
     disagrees: other class names, a split it does not hold or holds with another row count,
-    another front end."""
+    another front end or other frame settings (dicts as records hold them; compared by
+    datafiles.check_front_end and frames.check_settings)."""
     if classes is not None and list(record["classes"]) != list(classes):
         theirs, ours = list(record["classes"]), list(classes)
         diff = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b),
@@ -132,12 +133,15 @@ def check(record, where, classes=None, classes_where="classes.txt", split=None, 
             raise ValueError(f"{where}: split {split!r} was written with "
                              f"{record['splits'][split]['rows']} rows, the files beside it "
                              f"hold {rows}: the folder was changed after it was written")
-    if front_end is not None and record.get("front_end") not in (None, front_end):
-        changed = sorted(k for k in set(front_end) | set(record["front_end"])
-                         if front_end.get(k) != record["front_end"].get(k))
-        raise ValueError(f"{where} was made with another front end than {front_end_where}: "
-                         + ", ".join(f"{k}: {record['front_end'].get(k)!r} vs "
-                                     f"{front_end.get(k)!r}" for k in changed[:5]))
+    if front_end is not None and record.get("front_end") is not None:
+        datafiles.check_front_end(audio.FrontEnd.from_dict(record["front_end"], where=str(where)),
+                                  audio.FrontEnd.from_dict(front_end, where=settings_where),
+                                  str(where), settings_where)
+    if frames is not None and record.get("frames") is not None:
+        frames_module.check_settings(
+            frames_module.FrameSettings.from_dict(record["frames"], str(where)),
+            frames_module.FrameSettings.from_dict(frames, settings_where), str(where),
+            settings_where)
 
 
 def checkpoint_of(record, split, where):
