@@ -101,19 +101,12 @@ def parse_sources(items):
 
 
 def parse_named(items, what):
-    """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'} in order; errors name the bad item."""
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not value:
-            raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
-        if not NAME_PATTERN.match(name) or name in RESERVED_NAMES:
-            raise ValueError(f"{what}: bad source name {name!r} (letters, digits, _ and -; "
-                             f"not one of {sorted(RESERVED_NAMES)})")
-        if name in out:
-            raise ValueError(f"{what}: {name!r} given twice")
-        out[name] = value
-    return out
+    """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'} in order; names: letters, digits, _ and -, not
+    a word the report uses for itself."""
+    return cli.named_values(items, what, lambda name: None if (
+        NAME_PATTERN.match(name) and name not in RESERVED_NAMES) else (
+        f"bad source name {name!r} (letters, digits, _ and -; not one of "
+        f"{sorted(RESERVED_NAMES)})"))
 
 
 def load_sources(files, classes, classes_path, split):

@@ -84,18 +84,10 @@ SUBSETS = {"audio only": "audio", "visual only": "visual", "audio-visual": None}
 
 def parse_sources(items):
     """['aud_mel=tp_aud_mel', ...] -> {name: value}; names must be aud_* or vis_*."""
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not value:
-            raise ValueError(f"--sources: expected NAME=RUN, got {item!r}")
-        if not NAME_PATTERN.match(name):
-            raise ValueError(f"--sources: source name {name!r} must start with aud_ (audio "
-                             f"set A) or vis_ (visual set V), then letters, digits, _ or -")
-        if name in out:
-            raise ValueError(f"--sources: {name!r} given twice")
-        out[name] = value
-    return out
+    return cli.named_values(items, "--sources", lambda name: None if NAME_PATTERN.match(name)
+                            else f"source name {name!r} must start with aud_ (audio set A) "
+                                 f"or vis_ (visual set V), then letters, digits, _ or -",
+                            value="RUN")
 
 
 def group_of(name):
@@ -119,7 +111,7 @@ def resolve(paths, name, value, eval_split):
     `eval_split` as the record names it."""
     given = Path(value)
     npy_dir, run = (given, given.name) if given.is_dir() else (paths.npy_dir(value), value)
-    record = records.read_folder(npy_dir, "train.py")
+    record = records.read_folder(npy_dir)
     where = records.folder_record(npy_dir)
     entry = record["splits"].get(eval_split, {}).get("checkpoint")
     ckpt_path = recorded_path(paths, npy_dir, entry["path"]) if entry else None

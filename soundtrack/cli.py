@@ -127,6 +127,24 @@ class Settings(dict):
         self[name] = value
 
 
+def named_values(items, flag, bad_name=lambda name: None, value="VALUE"):
+    """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'} in order (--scores, --kind, --sources). A
+    ValueError names the flag and the item for a missing '=' or value, a name that
+    bad_name(name) refuses (its text says why), or a name given twice."""
+    out = {}
+    for item in items:
+        name, sep, v = item.partition("=")
+        if not sep or not v:
+            raise ValueError(f"{flag}: expected NAME={value}, got {item!r}")
+        why = bad_name(name)
+        if why:
+            raise ValueError(f"{flag}: {why}")
+        if name in out:
+            raise ValueError(f"{flag}: {name!r} given twice")
+        out[name] = v
+    return out
+
+
 def parse_shard(text):
     """'K/N' -> (K, N) with 1 <= K <= N; ValueError otherwise."""
     try:

@@ -227,3 +227,21 @@ def test_every_recipe_in_the_repository_is_valid_and_the_default_differs_as_docu
     assert changed == {"MIN_TRAIN_STEPS", "SPEC_AUGMENT_MASKS"}
     assert new["SPEC_AUGMENT_MASKS"] == config.SPEC_AUGMENT_MASKS == 1
     assert new["MIN_TRAIN_STEPS"] > 0
+
+
+def test_named_values_keep_order_and_name_the_bad_item():
+    assert cli.named_values(["b=2", "a=1"], "--x") == {"b": "2", "a": "1"}
+    for items, message in ((["a"], "--x: expected NAME=VALUE, got 'a'"),
+                           (["a="], "--x: expected NAME=VALUE, got 'a='"),
+                           (["a=1", "a=2"], "--x: 'a' given twice"),
+                           (["bad!=1"], "--x: no bad!")):
+        with pytest.raises(ValueError) as e:
+            cli.named_values(items, "--x", lambda n: "no bad!" if "!" in n else None)
+        assert str(e.value) == message
+    step12 = load_script("12_two_phase")
+    with pytest.raises(ValueError, match=r"--sources: expected NAME=RUN, got 'aud_mel'"):
+        step12.parse_sources(["aud_mel"])
+    with pytest.raises(ValueError, match=r"--sources: source name 'mel' must start with aud_"):
+        step12.parse_sources(["mel=r"])
+    with pytest.raises(ValueError, match=r"--scores: bad source name 'fused'"):
+        load_script("07_fuse").parse_sources(["audio:fused=x.npy"])
