@@ -61,6 +61,7 @@ PATCH_FRAMES = None              # frames per patch (vggish: 96 = 0.96 s)
 PATCH_HOP_FRAMES = None          # frames between patch starts; an incomplete last patch is dropped
 CQT_MIN_HZ = None                # cqt: centre of the lowest band
 CQT_BINS_PER_OCTAVE = None       # cqt: bands per octave
+CQT_FILTER_SCALE = None          # cqt: band length as librosa's filter_scale (presets: 1; 2 = half as wide)
 SPECTRUM = None                  # magnitude (vggish) | power (panns): what the filterbank weights
 MEL_SCALE = None                 # htk (vggish) | slaney (panns, librosa's default)
 MEL_NORM = None                  # none (vggish) | slaney (panns: each band's area 1)

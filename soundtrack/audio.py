@@ -100,6 +100,11 @@ class FrontEnd:
     log_floor: float = 1e-10       # db: the power floor (librosa's amin)
     centre_padding: str = "none"   # CENTRE_PADDINGS: frames start at sample 0 | centred on
                                    # hop t, the track reflect-padded by fft_length // 2
+    # cqt: the bands' length as librosa's filter_scale (band k is as wide as a Hann window
+    # of filter_scale x Q / f_k seconds). The presets take librosa's default, 1; records
+    # written before this field existed read back as 2 (bands half as wide), which the
+    # presets then refuse as another front end.
+    cqt_filter_scale: float = 2.0
 
     def __post_init__(self):
         def bad(msg):
@@ -137,10 +142,11 @@ class FrontEnd:
         if self.feature == "cqt" and (self.centre_padding != "none" or self.spectrum != "magnitude"):
             bad("the cqt filterbank takes centre_padding 'none' and spectrum 'magnitude' (it "
                 "is not computed from STFT frames)")
+        if not self.cqt_filter_scale > 0:
+            bad(f"cqt_filter_scale {self.cqt_filter_scale!r} must be > 0")
         if self.feature == "cqt":
             top = cqt_centres_hz(self.num_bands, self.cqt_min_hz, self.cqt_bins_per_octave)[-1]
-            q = cqt_q(self.cqt_bins_per_octave)
-            if not self.cqt_min_hz > 0 or top * (1 + 1 / q) >= nyquist:
+            if not self.cqt_min_hz > 0 or top + cqt_half_widths_hz(self)[-1] >= nyquist:
                 bad(f"the top constant-Q band (centre {top:.0f} Hz, {self.num_bands} bands "
                     f"at {self.cqt_bins_per_octave}/octave from {self.cqt_min_hz} Hz) must "
                     f"end below Nyquist ({nyquist:g} Hz)")
@@ -219,7 +225,12 @@ class FrontEnd:
                    and f.default is dataclasses.MISSING]
         if missing:
             raise ValueError(f"{where}: no {', '.join(missing)} (not a front-end record)")
-        fe = cls(**{k: (tuple(d[k]) if k == "overrides" else d[k]) for k in names if k in d})
+        values = {k: (tuple(d[k]) if k == "overrides" else d[k]) for k in names if k in d}
+        if "cqt_filter_scale" not in d and d.get("feature", "mel") != "cqt":
+            # no cqt computed these arrays: any scale is true of them; take the preset's
+            preset = PRESETS.get(d.get("preset"), {})
+            values["cqt_filter_scale"] = preset.get("cqt_filter_scale", 2.0)
+        fe = cls(**values)
         derived = fe.to_dict()
         for k in ("name", "audio_folder", "window_samples", "hop_samples", "patch_shape"):
             if k in d and d[k] != derived[k]:
@@ -231,8 +242,8 @@ class FrontEnd:
 _VGGISH = dict(sample_rate_hz=16000, channels="mono", window_seconds=0.025, hop_seconds=0.010,
                fft_length=512, num_bands=64, band_min_hz=125.0, band_max_hz=7500.0,
                log_offset=0.01, patch_frames=96, patch_hop_frames=96,
-               cqt_min_hz=27.5, cqt_bins_per_octave=8)
-# 64 cqt bands at 8 per octave from 27.5 Hz (A0) reach 6.34 kHz (top edge 6.9 kHz).
+               cqt_min_hz=27.5, cqt_bins_per_octave=8, cqt_filter_scale=1.0)
+# 64 cqt bands at 8 per octave from 27.5 Hz (A0) reach 6.34 kHz (top edge 7.5 kHz).
 
 # PANNs (Kong et al. 2020; torchlibrosa's Spectrogram + LogmelFilterBank as CNN14 builds
 # them): 32 kHz mono, 1024-sample periodic Hann window every 320 samples (10 ms), frames
@@ -253,7 +264,7 @@ _PANNS = dict(_VGGISH, sample_rate_hz=32000, window_seconds=0.032, hop_seconds=0
 # patch (SHORT_TRACK_POLICY) and noted. The paper gives no band edges: mel and gammatone span
 # 50-14000 Hz (PANNs' range), magnitude and log(x + 0.01) as VGGish (the cqt takes magnitudes).
 # CQT: 128 bins at 15 per octave from 40 Hz: centres 40 Hz .. 14.15 kHz, the top band's upper
-# edge 14.8 kHz < 16 kHz Nyquist (16 per octave from 32.7 Hz would stop at 8 kHz).
+# edge 15.5 kHz < 16 kHz Nyquist (16 per octave from 32.7 Hz would stop at 8 kHz).
 _DCASE2021 = dict(_VGGISH, sample_rate_hz=32000, channels="stereo", window_seconds=0.080,
                   hop_seconds=0.014, fft_length=4096, num_bands=128, band_min_hz=50.0,
                   band_max_hz=14000.0, patch_frames=709, patch_hop_frames=709,
@@ -279,6 +290,7 @@ OVERRIDE_KEYS = {
     "PATCH_HOP_FRAMES": ("patch_hop_frames", int),
     "CQT_MIN_HZ": ("cqt_min_hz", float),
     "CQT_BINS_PER_OCTAVE": ("cqt_bins_per_octave", int),
+    "CQT_FILTER_SCALE": ("cqt_filter_scale", float),
     "SPECTRUM": ("spectrum", str),
     "MEL_SCALE": ("mel_scale", str),
     "MEL_NORM": ("mel_norm", str),
@@ -718,6 +730,15 @@ def cqt_q(bins_per_octave):
     return 1.0 / (2.0 ** (1.0 / bins_per_octave) - 1.0)
 
 
+def cqt_half_widths_hz(fe):
+    """Each constant-Q band's half width, Hz [num_bands]: its response is cos^2 over
+    f_k +- 2 f_k / (Q filter_scale), the main lobe of the Hann window of filter_scale x Q /
+    f_k seconds that librosa.cqt uses for the band (filter_scale 1: half height at
+    +- f_k / Q, one band spacing)."""
+    centres = cqt_centres_hz(fe.num_bands, fe.cqt_min_hz, fe.cqt_bins_per_octave)
+    return 2.0 * centres / (cqt_q(fe.cqt_bins_per_octave) * fe.cqt_filter_scale)
+
+
 def cqt_centres_hz(num_bands, min_hz, bins_per_octave):
     """Centre frequencies of the constant-Q bands: min_hz * 2^(k / bins_per_octave).
 
@@ -822,15 +843,17 @@ def _log_cqt_spectrogram(waveform, sample_rate, fe):
     A filterbank applied to the FFT of the whole (zero-padded) track, not a frame-by-frame
     transform, because the low bands need responses far longer than one STFT window:
     * band k is centred at f_k = cqt_min_hz * 2^(k / bins_per_octave) with response cos^2
-      over f_k +- f_k / Q, Q = cqt_q(bins_per_octave) (11.05 at 8 per octave): 1 at f_k,
-      1/2 at +- f_k / 2Q, so the width at half height is f_k / Q, the spacing of the bands;
+      over f_k +- h_k (``cqt_half_widths_hz``: h_k = 2 f_k / Q at cqt_filter_scale 1,
+      Q = cqt_q(bins_per_octave), 11.05 at 8 per octave): 1 at f_k, 1/2 at +- h_k / 2,
+      the main lobe of librosa.cqt's band of the same filter_scale (tests/
+      test_frontend_references.py holds the agreement);
     * its (analytic) output is taken back to the time domain by an inverse FFT of only
       m_k x the frame rate, m_k just enough to hold the band (bin j goes to j mod the FFT
       length: a shift in frequency, which leaves the magnitude alone);
     * the value at frame t is the RMS of that output over the hop centred on the STFT
       frame's centre (sample hop t + window / 2), scaled so that a sine of amplitude A at
       f_k gives A x window / 2, like its peak bin in ``stft_magnitude``.
-    The lowest band's response lasts ~Q / f_0 each way (0.4 s at 27.5 Hz); the track is
+    The lowest band's response lasts ~1 / h_0 each way (0.2 s at 27.5 Hz); the track is
     zero-padded by twice that on both sides, so frames near its ends see that silence.
     Memory is linear in the track's length (a float32 FFT of all of it).
     """
@@ -840,7 +863,7 @@ def _log_cqt_spectrogram(waveform, sample_rate, fe):
     if n_out == 0:
         return np.empty((0, fe.num_bands), np.float32)
     centres = cqt_centres_hz(fe.num_bands, fe.cqt_min_hz, fe.cqt_bins_per_octave)
-    half_widths = centres / cqt_q(fe.cqt_bins_per_octave)
+    half_widths = cqt_half_widths_hz(fe)
     frame_rate = rate / hop                                          # vggish: 100 Hz
     # Pad by twice the lowest band's response time (1 / its half width), and so that frame
     # t's centre (hop t + window / 2) lands on hop number pad_hops + t.

@@ -378,3 +378,25 @@ def test_a_32khz_preset_analyses_32khz_without_resampling(monkeypatch):
     # a 16 kHz input would be upsampled: its 12 kHz band holds nothing but the log offset
     low = audio.log_spectrogram(audio.resample(x, 32000, 16000), 16000, p)
     assert low[len(low) // 2, peak] < np.log(0.01) + 1e-3 < spec[len(spec) // 2, peak] - 5
+
+
+def test_records_from_before_cqt_filter_scale():
+    """Records written before the field: cqt features were made with bands half as wide
+    (scale 2) and are another front end now; mel and gam features never used it."""
+    for feature in ("mel", "gam", "cqt"):
+        new = audio.front_end("dcase2021", feature=feature)
+        old = new.to_dict()
+        del old["cqt_filter_scale"]
+        read = audio.FrontEnd.from_dict(old)
+        if feature == "cqt":
+            assert read.cqt_filter_scale == 2.0 and new.cqt_filter_scale == 1.0
+            assert audio.describe_difference(read, new, "old.json", "settings") == \
+                "cqt_filter_scale: 2.0 in old.json but 1.0 in settings"
+        else:
+            assert read == new
+    with pytest.raises(ValueError, match="cqt_filter_scale 0.0 must be > 0"):
+        audio.front_end("dcase2021", feature="cqt", cqt_filter_scale=0.0)
+    # half as wide bands (the old CQT) fit below Nyquist where librosa's width does not
+    audio.front_end("dcase2021", feature="cqt", cqt_min_hz=43.0, cqt_filter_scale=2.0)
+    with pytest.raises(ValueError, match="the top constant-Q band"):
+        audio.front_end("dcase2021", feature="cqt", cqt_min_hz=43.0)
