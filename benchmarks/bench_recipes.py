@@ -31,8 +31,9 @@ Writes data/esc10, file_lists/esc10 ... as benchmarks/bench_esc10.py (shared; lo
   python benchmarks/bench_recipes.py --recipes recipes/esc10.yaml --tasks esc10_low --epochs 160
   python benchmarks/bench_recipes.py --table npy_files/bench_recipes/*.json   # print, run nothing
 
-A finished (task, part, seed) run is reused when its recipe text and overrides are unchanged
-(recorded in the JSON), so an interrupted comparison resumes. Without ESC-10 the esc10 tasks
+A finished (task, part, seed) run is reused when its recipe's settings (the YAML's keys and
+values; comments may change) and overrides are unchanged (recorded in the JSON), so an
+interrupted comparison resumes. Without ESC-10 the esc10 tasks
 are skipped with a message.
 """
 import argparse
@@ -127,6 +128,14 @@ def parts(task, folds, speakers=None):
     return [("val", "demo", "train", "val")]
 
 
+def reusable(old, settings, text, overrides):
+    """Whether an earlier result file's runs are this recipe's: the same settings (a file
+    written before settings were recorded: the same text) and the same overrides."""
+    same = old.get("settings") == settings if "settings" in old else \
+        old.get("recipe_text") == text
+    return bool(old) and same and old.get("overrides") == overrides
+
+
 def run_recipe(recipe, tasks, seeds, args, overrides, common):
     """Every (task, part, seed) of one recipe; -> the result dict (also written as JSON)."""
     # overrides make another recipe: their own result file and run names
@@ -134,9 +143,11 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
                           if overrides else "")
     out = REPO / (args.output_root or "") / "npy_files" / "bench_recipes" / f"{name}.json"
     text = recipe.read_text(encoding="utf-8")
+    settings = cli.load_yaml(recipe)               # what the runs compute; comments aside
     old = json.loads(out.read_text()) if out.is_file() else {}
-    reuse = old.get("recipe_text") == text and old.get("overrides") == overrides
-    result = {"recipe": str(recipe), "recipe_text": text, "overrides": overrides,
+    reuse = reusable(old, settings, text, overrides)
+    result = {"recipe": str(recipe), "recipe_text": text, "settings": settings,
+              "overrides": overrides,
               "runs": old.get("runs", {}) if reuse else {}, "cpu_count": os.cpu_count(),
               "torch_threads": args.torch_threads, **datafiles.provenance()}
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")

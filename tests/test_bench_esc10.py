@@ -126,3 +126,17 @@ def test_fsdd_protocols_few_shot_many_classes_and_held_out_speakers(tmp_path):
     assert {i.split("/")[0] for i in held_out.ids} == {"fold2"} and len(held_out) == 16
     assert all("_ben_" in i for i in held_out.ids)
     assert [p[0] for p in recipes.parts("fsdd_speaker", folds, speakers=[2])] == ["sp2"]
+
+
+def test_bench_recipes_reuses_runs_of_the_same_settings_only():
+    recipes = load_script("bench_recipes")
+    settings = {"MODEL": "vgg_strided", "EPOCHS": 40}
+    old = {"settings": dict(settings), "recipe_text": "# old comment\nmodel: vgg_strided\n",
+           "overrides": []}
+    assert recipes.reusable(old, dict(settings), "# new comment\nmodel: vgg_strided\n", [])
+    assert not recipes.reusable(old, {**settings, "MODEL": "slim_cnn"}, "", [])
+    assert not recipes.reusable(old, dict(settings), "", ["--epochs", "80"])
+    assert not recipes.reusable({}, dict(settings), "", [])
+    older = {"recipe_text": "model: slim_cnn\n", "overrides": []}    # before settings were kept
+    assert recipes.reusable(older, {}, "model: slim_cnn\n", [])
+    assert not recipes.reusable(older, {}, "model: slim_cnn  # a comment\n", [])

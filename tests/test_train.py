@@ -165,7 +165,7 @@ def test_loader_per_track_and_packed_agree(syn):
 
 
 @pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish",
-                                  "vgg_plain"])
+                                  "vgg_plain", "vgg_strided"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_named_outputs(name, channels):
     model = network.build(name, n_classes=5, in_channels=channels).eval()
@@ -185,6 +185,21 @@ def test_vgg_plain_is_the_described_baseline():
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(256, 7)]
     assert model.dropout.p == 0.3 and network.head_prefixes(model) == ("fc_logits.",)
+
+
+def test_vgg_strided_is_vgg_plain_behind_one_strided_conv():
+    plain = network.build_audio("vgg_plain", 7, (64, 96)).eval()
+    model = network.build_audio("vgg_strided", 7, (64, 96)).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 32, 64, 64, 128, 128, 256, 256]
+    assert convs[0].stride == (2, 2) and all(c.stride == (1, 1) for c in convs[1:])
+    seen = {}
+    model.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    plain.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(plain=o.shape))
+    x = torch.zeros(2, 1, 64, 96)
+    model(x), plain(x)
+    assert tuple(seen["shape"]) == (2, 256, 4, 6) and tuple(seen["plain"]) == (2, 256, 8, 12)
+    assert network.head_prefixes(model) == ("fc_logits.",) and model.dropout.p == 0.3
 
 
 def test_unknown_model_lists_the_choices():
