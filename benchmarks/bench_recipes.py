@@ -221,16 +221,21 @@ def summarise(result):
 
 
 def table(results):
-    tasks = [t for t in TASKS if any(t in summarise(r)[0] for r in results)]
-    head = "| recipe | " + " | ".join(tasks) + " | mean over tasks |"
+    """The markdown table; the last column is the mean over the tasks EVERY row has (a
+    recipe run on fewer tasks would otherwise be compared on other tasks)."""
+    summaries = [summarise(r)[0] for r in results]
+    tasks = [t for t in TASKS if any(t in rows for rows in summaries)]
+    shared = [t for t in tasks if all(t in rows for rows in summaries)]
+    head = ("| recipe | " + " | ".join(tasks) + " | mean over "
+            + (", ".join(shared) if shared else "no task all rows have") + " |")
     lines = [head, "|" + "---|" * (len(tasks) + 2)]
-    for r in results:
-        rows, overall = summarise(r)
+    for r, rows in zip(results, summaries):
         cells = [(f"{rows[t][0]:.1f} ± {rows[t][1] / 2:.1f} (n={rows[t][2]} seeds, "
                   f"{rows[t][3]:.0f} s/run)" if t in rows else "-") for t in tasks]
+        overall = f"{np.mean([rows[t][0] for t in shared]):.1f}" if shared else "-"
         label = Path(r["recipe"]).stem + (f" + {' '.join(r['overrides'])}"
                                           if r.get("overrides") else "")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {overall:.1f} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {overall} |")
     return "\n".join(lines) + ("\n(± is half the range over seeds; each task's value is the "
                                "mean over its folds / rotations)")
 

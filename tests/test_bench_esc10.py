@@ -89,6 +89,13 @@ def test_low_data_lists_train_on_one_fold_and_the_table_averages_over_parts(tmp_
     assert rows["esc10_low"][:3] == (50.0, 20.0, 2)          # seeds: 60 and 40
     assert rows["demo"][:3] == (85.0, 10.0, 2) and overall == 67.5
     assert "| old | 50.0 ± 10.0" in recipes.table([result])
+    # the last column averages only the tasks every row has
+    other = {"recipe": "x/new.yaml", "runs": {"demo/val/s0": {"accuracy": 70.0, "n": 8,
+                                                            "seconds": 1.0}}}
+    text = recipes.table([result, other])
+    assert "| mean over demo |" in text and text.splitlines()[2].endswith("| 85.0 |")
+    assert text.splitlines()[3].startswith("| new | - | 70.0 ± 0.0") and \
+        text.splitlines()[3].endswith("| 70.0 |")
 
 
 def make_mini_fsdd(root, takes=8):
