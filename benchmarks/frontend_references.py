@@ -207,8 +207,8 @@ def main(argv=None):
             signals += esc10_clips(args.esc10_root, args.clips)
         else:
             print(f"(no ESC-10 at {args.esc10_root}: the chirp only)")
-    print(f"\n| signal | front end | corr | abs dB median / p90 | peak band same | "
-          f"shifted reference: corr, abs dB median, peak |\n|---|---|---|---|---|---|")
+    print("\n| signal | front end | corr | abs dB median / p90 | peak band same | "
+          "shifted reference: corr, abs dB median, peak |\n|---|---|---|---|---|---|")
     for name, x in signals:
         for feature in ("cqt", "gam"):
             r, s = compare(x, feature), compare(x, feature, shift_bands=1)
