@@ -129,7 +129,7 @@ class VggPlain(PannsStyleCNN):
 class VggStrided(VggPlain):
     """vgg_plain behind a strided stem: one 3x3 convolution (stride 2, as wide as the first
     block) halves both axes before the four blocks of two convolutions, which then see a
-    quarter of the positions (3.6x the baseline's training patches per second on 2 CPU
+    quarter of the positions (3.2x the baseline's training patches per second on 2 CPU
     threads, docs/benchmarks.md). The from-scratch default (recipes/audio_scratch.yaml)."""
 
     def __init__(self, n_classes, in_channels=1, **kw):
