@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+import esc10 as esc
+
 from soundtrack import audio
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_ESC10_ROOT = REPO.parent / "shared" / "data" / "esc10"
 WITHIN_DB = 40.0
 
 
@@ -183,7 +183,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, default=5, help="ESC-10 clips to compare (spread "
                    "over the classes; 0: the chirp only)")
-    p.add_argument("--esc10-root", type=Path, default=DEFAULT_ESC10_ROOT)
+    p.add_argument("--esc10-root", type=Path, default=esc.DEFAULT_ESC10_ROOT)
     args = p.parse_args(argv)
 
     cqt, gam = front_end("cqt"), front_end("gam")

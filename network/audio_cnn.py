@@ -124,7 +124,6 @@ class VggPlain(PannsStyleCNN):
         return {"logits": self.fc_logits(self.dropout(emb)), "embedding": emb}
 
 
-
 @register("vgg_strided")
 class VggStrided(VggPlain):
     """vgg_plain behind a strided stem: one 3x3 convolution (stride 2, as wide as the first
