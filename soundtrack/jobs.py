@@ -220,7 +220,8 @@ def write_lists(ids, out_root, suffix, lists):
     state = split_state(ids, out_root, suffix)
     by = {s: [(i, r) for i, (st, r) in state.items() if st == s] for s in (*lists, "pending")}
     for s, path in lists.items():
-        datafiles.write_lines(path, [i if s == "done" else f"{i}\t{r}" for i, r in by[s]])
+        datafiles.write_lines(path, [i if s == "done" else f"{i}\t{r}" for i, r in by[s]],
+                              shared=True)  # every shard writes them when it ends
     return {k: len(v) for k, v in by.items()}
 
 

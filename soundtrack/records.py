@@ -106,7 +106,7 @@ def add_split(path, record, split, rows, **entry):
 
 
 def write(path, record):
-    atomic.write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(record, indent=2) + "\n", shared=True)  # shards too
     return record
 
 
