@@ -204,18 +204,27 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
 
 def summarise(result):
     """{task: (mean over seeds of the task's mean over parts, spread = max - min over seeds,
-    n seeds, seconds)} and the mean over tasks of the task means."""
+    n seeds, seconds, n seeds left out)} and the mean over tasks of the task means.
+
+    A seed counts only when it has every part any seed of the task has (a run stopped after
+    3 of 5 rotations would otherwise be averaged as if whole); the others are left out and
+    counted."""
     by = {}
     for key, r in result["runs"].items():
-        task, _, seed = key.split("/")
-        by.setdefault(task, {}).setdefault(seed, []).append(r)
+        task, part, seed = key.split("/")
+        by.setdefault(task, {}).setdefault(seed, {})[part] = r
     rows = {}
     for task in TASKS:
         if task not in by:
             continue
-        per_seed = [float(np.mean([r["accuracy"] for r in rs])) for rs in by[task].values()]
-        secs = float(np.mean([r["seconds"] for rs in by[task].values() for r in rs]))
-        rows[task] = (float(np.mean(per_seed)), float(np.ptp(per_seed)), len(per_seed), secs)
+        every = set().union(*(set(rs) for rs in by[task].values()))
+        whole = [rs for rs in by[task].values() if set(rs) == every]
+        if not whole:  # no seed has every part: nothing to report
+            continue
+        per_seed = [float(np.mean([r["accuracy"] for r in rs.values()])) for rs in whole]
+        secs = float(np.mean([r["seconds"] for rs in whole for r in rs.values()]))
+        rows[task] = (float(np.mean(per_seed)), float(np.ptp(per_seed)), len(per_seed), secs,
+                      len(by[task]) - len(whole))
     overall = float(np.mean([v[0] for v in rows.values()])) if rows else float("nan")
     return rows, overall
 
@@ -231,7 +240,9 @@ def table(results):
     lines = [head, "|" + "---|" * (len(tasks) + 2)]
     for r, rows in zip(results, summaries):
         cells = [(f"{rows[t][0]:.1f} ± {rows[t][1] / 2:.1f} (n={rows[t][2]} seeds, "
-                  f"{rows[t][3]:.0f} s/run)" if t in rows else "-") for t in tasks]
+                  f"{rows[t][3]:.0f} s/run"
+                  + (f"; {rows[t][4]} incomplete seed(s) left out" if rows[t][4] else "")
+                  + ")" if t in rows else "-") for t in tasks]
         overall = f"{np.mean([rows[t][0] for t in shared]):.1f}" if shared else "-"
         label = Path(r["recipe"]).stem + (f" + {' '.join(r['overrides'])}"
                                           if r.get("overrides") else "")

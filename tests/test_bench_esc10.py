@@ -82,13 +82,16 @@ def test_low_data_lists_train_on_one_fold_and_the_table_averages_over_parts(tmp_
         assert all(i.startswith(f"fold{other}/") for i in
                    Datalist(paths.datalist(f"test_l{k}")).ids)
     runs = {"esc10_low/l1/s0": 50.0, "esc10_low/l2/s0": 70.0, "esc10_low/l1/s1": 40.0,
-            "esc10_low/l2/s1": 40.0, "demo/val/s0": 80.0, "demo/val/s1": 90.0}
+            "esc10_low/l2/s1": 40.0, "demo/val/s0": 80.0, "demo/val/s1": 90.0,
+            "esc10_low/l1/s2": 99.0}               # a seed stopped after one rotation
     result = {"recipe": "x/old.yaml",
               "runs": {k: {"accuracy": v, "n": 8, "seconds": 2.0} for k, v in runs.items()}}
     rows, overall = recipes.summarise(result)
-    assert rows["esc10_low"][:3] == (50.0, 20.0, 2)          # seeds: 60 and 40
+    assert rows["esc10_low"][:3] == (50.0, 20.0, 2)          # seeds: 60 and 40; s2 left out
+    assert rows["esc10_low"][4] == 1 and rows["demo"][4] == 0
     assert rows["demo"][:3] == (85.0, 10.0, 2) and overall == 67.5
-    assert "| old | 50.0 ± 10.0" in recipes.table([result])
+    assert "| old | 50.0 ± 10.0 (n=2 seeds, 2 s/run; 1 incomplete seed(s) left out)" in \
+        recipes.table([result])
     # the last column averages only the tasks every row has
     other = {"recipe": "x/new.yaml", "runs": {"demo/val/s0": {"accuracy": 70.0, "n": 8,
                                                             "seconds": 1.0}}}
