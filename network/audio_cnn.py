@@ -36,12 +36,18 @@ class PannsStyleCNN(nn.Module):
     HEAD = ("fc_logits",)
 
     def __init__(self, n_classes, in_channels=1, widths=(64, 128, 256, 512), n_convs=2,
-                 stem_stride=1, embedding_dim=256, dropout=0.2, n_bands=64, n_frames=96):
+                 stem_stride=1, embedding_dim=256, dropout=0.2, n_bands=64, n_frames=96,
+                 stem_full_width=0):
         super().__init__()
         self.bn_bands = nn.BatchNorm2d(n_bands)  # normalises each mel band over the batch
         blocks, c = [], in_channels
-        if stem_stride > 1:  # a lean first stage: one strided conv halves both axes
-            blocks.append(nn.Sequential(
+        if stem_stride not in (1, (1, 1)):  # a lean first stage: one strided conv (2: both axes)
+            full = []
+            if stem_full_width:  # one full-resolution conv before the strided one
+                full = [nn.Conv2d(c, stem_full_width, 3, padding=1, bias=False),
+                        nn.BatchNorm2d(stem_full_width), nn.ReLU(inplace=True)]
+                c = stem_full_width
+            blocks.append(nn.Sequential(*full,
                 nn.Conv2d(c, widths[0], 3, stride=stem_stride, padding=1, bias=False),
                 nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)))
             c = widths[0]
@@ -122,6 +128,30 @@ class VggPlain(PannsStyleCNN):
         x = self.blocks(x).mean(dim=2)                          # [B, 256, frames']
         emb = x.amax(dim=2) + x.mean(dim=2)                     # [B, 256]
         return {"logits": self.fc_logits(self.dropout(emb)), "embedding": emb}
+
+
+@register("vgg_deepstem")
+class VggDeepStem(VggPlain):
+    """vgg_strided with one full-resolution 3x3 convolution (16 wide) before the strided one:
+    every band and frame passes a nonlinearity before the axes are halved. A variant tried
+    for the default (docs/benchmarks.md)."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("stem_stride", 2)
+        kw.setdefault("stem_full_width", 16)
+        super().__init__(n_classes, in_channels, **kw)
+
+
+@register("vgg_time_strided")
+class VggTimeStrided(VggPlain):
+    """vgg_plain behind a stem that strides in time only (stride (1, 2)): every mel band is
+    kept, half of the frames; the first block is 16 wide (widths 16-64-128-256) to stay
+    >= 2x the baseline's speed. A variant tried for the default (docs/benchmarks.md)."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("stem_stride", (1, 2))
+        kw.setdefault("widths", (16, 64, 128, 256))
+        super().__init__(n_classes, in_channels, **kw)
 
 
 @register("vgg_strided")

@@ -165,7 +165,8 @@ def test_loader_per_track_and_packed_agree(syn):
 
 
 @pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish",
-                                  "vgg_plain", "vgg_strided"])
+                                  "vgg_plain", "vgg_strided", "vgg_deepstem",
+                                  "vgg_time_strided"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_named_outputs(name, channels):
     model = network.build(name, n_classes=5, in_channels=channels).eval()
@@ -200,6 +201,25 @@ def test_vgg_strided_is_vgg_plain_behind_one_strided_conv():
     model(x), plain(x)
     assert tuple(seen["shape"]) == (2, 256, 4, 6) and tuple(seen["plain"]) == (2, 256, 8, 12)
     assert network.head_prefixes(model) == ("fc_logits.",) and model.dropout.p == 0.3
+
+
+@pytest.mark.parametrize("name, stem, final_map", [
+    ("vgg_deepstem", [(16, (1, 1)), (32, (2, 2))], (4, 6)),        # full-res conv, strided conv
+    ("vgg_time_strided", [(16, (1, 2))], (8, 6)),                   # every band, half the frames
+])
+def test_vgg_stem_variants(name, stem, final_map):
+    """The variants tried for the default: the stem's (width, stride) convs, then vgg_plain's
+    four blocks of two convs (the time-strided one 16-64-128-256 wide)."""
+    model = network.build_audio(name, 7, (64, 96)).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.stride) for c in convs[:len(stem)]] == stem
+    widths = [c.out_channels for c in convs[len(stem):]]
+    assert widths[2:] == [64, 64, 128, 128, 256, 256] and widths[0] == widths[1] == stem[-1][0]
+    assert all(c.stride == (1, 1) for c in convs[len(stem):])
+    seen = {}
+    model.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    model(torch.zeros(2, 1, 64, 96))
+    assert tuple(seen["shape"]) == (2, 256, *final_map)
 
 
 def test_unknown_model_lists_the_choices():
