@@ -32,7 +32,9 @@ class ConvBlock(nn.Module):
 
 class PannsStyleCNN(nn.Module):
     """Blocks of widths `widths`, global pooling, embedding, classifier. Any patch size
-    (global pooling); `n_bands` sizes the band-wise input batch norm."""
+    (global pooling); `n_bands` sizes the band-wise input batch norm. `stem_stride` (an int,
+    or (bands, frames)) other than 1 puts a strided 3x3 conv before the blocks, after
+    `stem_full_width` > 0 full-resolution channels of one 3x3 conv."""
     HEAD = ("fc_logits",)
 
     def __init__(self, n_classes, in_channels=1, widths=(64, 128, 256, 512), n_convs=2,
