@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 PARTIAL_SUFFIX = ".partial"
+_HOST = socket.gethostname().replace("/", "_") or "host"  # in shared temporaries' names
 # Fault injection for the kill -9 tests: SOUNDTRACK_KILL_AT_RENAME="SUFFIX:N" SIGKILLs the
 # whole process group at this process's N-th rename of a file ending in SUFFIX (its temp file
 # written, not yet renamed; the test starts the run in a session of its own). Unset normally.
@@ -41,9 +42,6 @@ def partial_path(path, shared=False):
     if not shared:
         return path.with_name(path.name + PARTIAL_SUFFIX)
     return path.with_name(f"{path.name}.{_HOST}.{os.getpid()}{PARTIAL_SUFFIX}")
-
-
-_HOST = socket.gethostname().replace("/", "_") or "host"
 
 
 def _pid_alive(pid):

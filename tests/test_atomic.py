@@ -37,12 +37,11 @@ def test_shared_write_removes_only_dead_writers_temporaries_of_this_host(tmp_pat
     path = tmp_path / "train_audio.txt"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    dead_tmp = atomic.partial_path(path, shared=True).with_name(
-        f"{path.name}.{atomic._HOST}.{dead.pid}{atomic.PARTIAL_SUFFIX}")
+    dead_tmp = path.with_name(f"{path.name}.{atomic._HOST}.{dead.pid}.partial")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        live_tmp = dead_tmp.with_name(f"{path.name}.{atomic._HOST}.{live.pid}.partial")
-        other_host = dead_tmp.with_name(f"{path.name}.another-host.{dead.pid}.partial")
+        live_tmp = path.with_name(f"{path.name}.{atomic._HOST}.{live.pid}.partial")
+        other_host = path.with_name(f"{path.name}.another-host.{dead.pid}.partial")
         for p in (dead_tmp, live_tmp, other_host):
             p.write_text("half")
         atomic.write_lines(path, ["a", "b"], shared=True)
