@@ -33,10 +33,12 @@ Writes data/esc10, file_lists/esc10 ... as benchmarks/bench_esc10.py (shared; lo
 
 A finished (task, part, seed) run is reused when its recipe's settings (the YAML's keys and
 values; comments may change) and overrides are unchanged (recorded in the JSON), so an
-interrupted comparison resumes. Without ESC-10 the esc10 tasks
+interrupted comparison resumes; two processes of one recipe may run different --seeds at
+once (each save merges the other's runs under a lock). Without ESC-10 the esc10 tasks
 are skipped with a message.
 """
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -197,9 +199,25 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
                 print(f"[recipes] {name} {key}: {acc:.1f} % of {n} "
                       f"({result['runs'][key]['seconds']:.0f} s, load "
                       f"{result['runs'][key]['load']:.1f})", flush=True)
-                datafiles.write_text(out, json.dumps(result, indent=1) + "\n")
-    datafiles.write_text(out, json.dumps(result, indent=1) + "\n")
+                save(out, result, settings, text, overrides)
+    save(out, result, settings, text, overrides)
     return result
+
+
+def save(out, result, settings, text, overrides):
+    """Write a recipe's result file, keeping the runs another process (another seed of the
+    same recipe: `--seeds 0` and `--seeds 1` side by side) wrote there since this one read
+    it; the read-merge-write holds an exclusive lock on <file>.lock."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            theirs = json.loads(out.read_text()) if out.is_file() else {}
+        except json.JSONDecodeError:
+            theirs = {}
+        if reusable(theirs, settings, text, overrides):
+            result["runs"] = {**theirs["runs"], **result["runs"]}
+        datafiles.write_text(out, json.dumps(result, indent=1) + "\n")
 
 
 def summarise(result):

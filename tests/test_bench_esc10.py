@@ -150,3 +150,26 @@ def test_bench_recipes_reuses_runs_of_the_same_settings_only():
     older = {"recipe_text": "model: slim_cnn\n", "overrides": []}    # before settings were kept
     assert recipes.reusable(older, {}, "model: slim_cnn\n", [])
     assert not recipes.reusable(older, {}, "model: slim_cnn  # a comment\n", [])
+
+
+def test_bench_recipes_save_keeps_the_runs_another_seed_wrote_meanwhile(tmp_path):
+    """Two processes of one recipe (--seeds 0 and --seeds 1 side by side) share its result
+    file: each save merges the runs on disk of the same settings, its own winning a clash."""
+    recipes = load_script("bench_recipes")
+    import json
+    settings, text, out = {"MODEL": "vgg_strided"}, "model: vgg_strided\n", tmp_path / "r.json"
+
+    def result(runs, overrides=()):
+        return {"settings": dict(settings), "recipe_text": text, "overrides": list(overrides),
+                "runs": dict(runs)}
+
+    recipes.save(out, result({"t/p/s0": {"accuracy": 1.0}}), settings, text, [])
+    recipes.save(out, result({"t/p/s1": {"accuracy": 2.0}}), settings, text, [])
+    assert json.loads(out.read_text())["runs"] == {"t/p/s0": {"accuracy": 1.0},
+                                                   "t/p/s1": {"accuracy": 2.0}}
+    recipes.save(out, result({"t/p/s1": {"accuracy": 3.0}}), settings, text, [])
+    assert json.loads(out.read_text())["runs"]["t/p/s1"] == {"accuracy": 3.0}
+    # another recipe's runs (other overrides) are not merged in: the file becomes this one's
+    recipes.save(out, result({"t/p/s2": {"accuracy": 4.0}}, ["--epochs", "80"]), settings,
+                 text, ["--epochs", "80"])
+    assert json.loads(out.read_text())["runs"] == {"t/p/s2": {"accuracy": 4.0}}
