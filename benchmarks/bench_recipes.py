@@ -138,11 +138,15 @@ def reusable(old, settings, text, overrides):
     return bool(old) and same and old.get("overrides") == overrides
 
 
+def result_name(recipe, overrides):
+    """A recipe's result file and run names: overrides make another recipe."""
+    return Path(recipe).stem + (f"+{hashlib.sha1(' '.join(overrides).encode()).hexdigest()[:8]}"
+                                if overrides else "")
+
+
 def run_recipe(recipe, tasks, seeds, args, overrides, common):
     """Every (task, part, seed) of one recipe; -> the result dict (also written as JSON)."""
-    # overrides make another recipe: their own result file and run names
-    name = recipe.stem + (f"+{hashlib.sha1(' '.join(overrides).encode()).hexdigest()[:8]}"
-                          if overrides else "")
+    name = result_name(recipe, overrides)
     out = REPO / (args.output_root or "") / "npy_files" / "bench_recipes" / f"{name}.json"
     text = recipe.read_text(encoding="utf-8")
     settings = cli.load_yaml(recipe)               # what the runs compute; comments aside
@@ -247,16 +251,17 @@ def summarise(result):
     return rows, overall
 
 
-def table(results):
+def table(results, files=None):
     """The markdown table; the last column is the mean over the tasks EVERY row has (a
-    recipe run on fewer tasks would otherwise be compared on other tasks)."""
+    recipe run on fewer tasks would otherwise be compared on other tasks). A result file
+    renamed to keep it (an earlier version of a recipe) is named in its row's label."""
     summaries = [summarise(r)[0] for r in results]
     tasks = [t for t in TASKS if any(t in rows for rows in summaries)]
     shared = [t for t in tasks if all(t in rows for rows in summaries)]
     head = ("| recipe | " + " | ".join(tasks) + " | mean over "
             + (", ".join(shared) if shared else "no task all rows have") + " |")
     lines = [head, "|" + "---|" * (len(tasks) + 2)]
-    for r, rows in zip(results, summaries):
+    for i, (r, rows) in enumerate(zip(results, summaries)):
         cells = [(f"{rows[t][0]:.1f} ± {rows[t][1] / 2:.1f} (n={rows[t][2]} seeds, "
                   f"{rows[t][3]:.0f} s/run"
                   + (f"; {rows[t][4]} incomplete seed(s) left out" if rows[t][4] else "")
@@ -264,6 +269,8 @@ def table(results):
         overall = f"{np.mean([rows[t][0] for t in shared]):.1f}" if shared else "-"
         label = Path(r["recipe"]).stem + (f" + {' '.join(r['overrides'])}"
                                           if r.get("overrides") else "")
+        if files and Path(files[i]).stem != result_name(r["recipe"], r.get("overrides")):
+            label += f" [{Path(files[i]).name}]"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {overall} |")
     return "\n".join(lines) + ("\n(± is half the range over seeds; each task's value is the "
                                "mean over its folds / rotations)")
@@ -290,7 +297,7 @@ def main(argv=None):
                    help="print the table of earlier results and run nothing")
     args, overrides = p.parse_known_args(argv)
     if args.table:
-        print(table([json.loads(f.read_text()) for f in args.table]))
+        print(table([json.loads(f.read_text()) for f in args.table], args.table))
         return 0
     common = []
     for flag, value in (("--data-root", args.data_root), ("--output-root", args.output_root)):

@@ -173,3 +173,16 @@ def test_bench_recipes_save_keeps_the_runs_another_seed_wrote_meanwhile(tmp_path
     recipes.save(out, result({"t/p/s2": {"accuracy": 4.0}}, ["--epochs", "80"]), settings,
                  text, ["--epochs", "80"])
     assert json.loads(out.read_text())["runs"] == {"t/p/s2": {"accuracy": 4.0}}
+
+
+def test_bench_recipes_table_names_a_renamed_result_file():
+    recipes = load_script("bench_recipes")
+    run = {"recipe": "recipes/audio_scratch.yaml", "overrides": [],
+           "runs": {"demo/val/s0": {"accuracy": 80.0, "seconds": 1.0}}}
+    kept = recipes.table([run, dict(run)], ["x/audio_scratch.json", "x/audio_scratch.v1.json"])
+    rows = [line for line in kept.splitlines() if line.startswith("| audio_scratch")]
+    assert rows[0].startswith("| audio_scratch |")
+    assert rows[1].startswith("| audio_scratch [audio_scratch.v1.json] |")
+    over = dict(run, overrides=["--model", "vgg_plain"])
+    name = recipes.result_name("recipes/audio_scratch.yaml", over["overrides"])
+    assert "[" not in recipes.table([over], [f"{name}.json"])
