@@ -104,7 +104,7 @@ def prepare_demo(recipe, common, workers=None):
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode not in (0, 3):      # 3: the demo's special files, listed on purpose
             raise RuntimeError(f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}")
-    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), args)
+    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), args, log_unused=False)
     return datafiles.Paths(cfg)
 
 

@@ -113,7 +113,8 @@ def prepare(esc_root, common, quiet=True, workers=None, dataset=DATASET, rows=No
       plan: folds -> [(split, member folds)] of the splits step 04 indexes (default: each
         fold's test_f<k> and train_f<k>).
     """
-    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), common + ["--dataset", dataset])
+    cfg = cli.parse(cli.parser(None, cli.FRONT_END_KEYS), common + ["--dataset", dataset],
+                    log_unused=False)
     paths = datafiles.Paths(cfg)
     rows = read_meta(esc_root) if rows is None else rows
     folds = sorted({r[0] for r in rows})

@@ -277,11 +277,13 @@ def from_working_directory(key, value):
     return value
 
 
-def parse(p, argv=None):
+def parse(p, argv=None, log_unused=True):
     """Parse argv; return Settings holding every config key (resolved) and the script's flags.
 
-    YAML keys that the script does not read are logged (stderr) as unused. When the script
-    reads the front-end keys, they must make a valid audio.FrontEnd (else a usage error)."""
+    YAML keys that the script does not read are logged (stderr) as unused, unless
+    `log_unused` is False (a benchmark reading a recipe's paths that it hands whole to
+    train.py). When the script reads the front-end keys, they must make a valid
+    audio.FrontEnd (else a usage error)."""
     args = vars(p.parse_args(argv))
     keys = args.pop("_keys", [])
     yaml_path = args.pop("config", None)
@@ -291,7 +293,7 @@ def parse(p, argv=None):
             from_yaml = load_yaml(yaml_path)
             values.update(from_yaml)
             unused = [k for k in from_yaml if k not in keys]
-            if unused:
+            if unused and log_unused:
                 who = (p.prog if p.prog.endswith(".py") and p.prog != "__main__.py" else
                        (p.description or p.prog).strip().splitlines()[0].split(":")[0][:40])
                 print(f"[config] {yaml_path}: keys that {who!r} does not use (accepted, "

@@ -85,6 +85,10 @@ def test_yaml_keys_a_script_does_not_use_are_logged(tmp_path, capsys):
     assert cfg.epochs == 7
     err = capsys.readouterr().err
     assert "keys that 'Step 99' does not use (accepted, ignored here): MIXUP_ALPHA" in err
+    # a benchmark reading only a recipe's paths (it hands the recipe whole to train.py)
+    cfg = cli.parse(cli.parser("Step 99: demo", ["EPOCHS"]), ["--config", str(y)],
+                    log_unused=False)
+    assert cfg.epochs == 7 and capsys.readouterr().err == ""
 
 
 def test_a_script_flag_may_not_shadow_a_config_key():
