@@ -154,7 +154,8 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
     reuse = reusable(old, settings, text, overrides)
     result = {"recipe": str(recipe), "recipe_text": text, "settings": settings,
               "overrides": overrides,
-              "runs": old.get("runs", {}) if reuse else {}, "cpu_count": os.cpu_count(),
+              "runs": old.get("runs", {}) if reuse else {},
+              "parts": old.get("parts", {}) if reuse else {}, "cpu_count": os.cpu_count(),
               "torch_threads": args.torch_threads, **datafiles.provenance()}
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     prepared = {}
@@ -178,9 +179,12 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
             if "demo" not in prepared:
                 prepared["demo"] = prepare_demo(recipe, common, args.workers)
             paths, folds = prepared["demo"], []
+        planned = parts(task, folds, args.fsdd_speakers)
+        # the parts a whole seed has: a seed stopped half-way is not averaged as if whole
+        result.setdefault("parts", {})[task] = sorted(
+            set(result["parts"].get(task, [])) | {p[0] for p in planned})
         for seed in seeds:
-            for part, dataset, train_split, eval_split in parts(task, folds,
-                                                                args.fsdd_speakers):
+            for part, dataset, train_split, eval_split in planned:
                 key = f"{task}/{part}/s{seed}"
                 if key in result["runs"]:
                     continue
@@ -221,6 +225,9 @@ def save(out, result, settings, text, overrides):
             theirs = {}
         if reusable(theirs, settings, text, overrides):
             result["runs"] = {**theirs["runs"], **result["runs"]}
+            for task, names in theirs.get("parts", {}).items():
+                mine = result.setdefault("parts", {}).get(task, [])
+                result["parts"][task] = sorted(set(names) | set(mine))
         datafiles.write_text(out, json.dumps(result, indent=1) + "\n")
 
 
@@ -228,9 +235,9 @@ def summarise(result):
     """{task: (mean over seeds of the task's mean over parts, spread = max - min over seeds,
     n seeds, seconds, n seeds left out)} and the mean over tasks of the task means.
 
-    A seed counts only when it has every part any seed of the task has (a run stopped after
-    3 of 5 rotations would otherwise be averaged as if whole); the others are left out and
-    counted."""
+    A seed counts only when it has every part of its task: those the runs planned (recorded
+    in the file) and any other seed has (a run stopped after 3 of 5 rotations would otherwise
+    be averaged as if whole); the others are left out and counted."""
     by = {}
     for key, r in result["runs"].items():
         task, part, seed = key.split("/")
@@ -239,7 +246,8 @@ def summarise(result):
     for task in TASKS:
         if task not in by:
             continue
-        every = set().union(*(set(rs) for rs in by[task].values()))
+        every = set().union(*(set(rs) for rs in by[task].values()),
+                            result.get("parts", {}).get(task, ()))
         whole = [rs for rs in by[task].values() if set(rs) == every]
         if not whole:  # no seed has every part: nothing to report
             continue

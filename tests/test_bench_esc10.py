@@ -99,6 +99,14 @@ def test_low_data_lists_train_on_one_fold_and_the_table_averages_over_parts(tmp_
     assert "| mean over demo |" in text and text.splitlines()[2].endswith("| 85.0 |")
     assert text.splitlines()[3].startswith("| new | - | 70.0 ± 0.0") and \
         text.splitlines()[3].endswith("| 70.0 |")
+    # the parts the runs planned, recorded in the file: one seed with 2 of 5 folds is no
+    # whole seed, though no other seed has more
+    partial = {"recipe": "x/cut.yaml", "parts": {"esc10": [f"f{k}" for k in range(1, 6)]},
+               "runs": {f"esc10/f{k}/s0": {"accuracy": 90.0, "n": 8, "seconds": 1.0}
+                        for k in (1, 2)}}
+    assert "esc10" not in recipes.summarise(partial)[0]
+    partial["parts"]["esc10"] = ["f1", "f2"]
+    assert recipes.summarise(partial)[0]["esc10"][:3] == (90.0, 0.0, 1)
 
 
 def make_mini_fsdd(root, takes=8):
@@ -164,9 +172,12 @@ def test_bench_recipes_save_keeps_the_runs_another_seed_wrote_meanwhile(tmp_path
                 "runs": dict(runs)}
 
     recipes.save(out, result({"t/p/s0": {"accuracy": 1.0}}), settings, text, [])
-    recipes.save(out, result({"t/p/s1": {"accuracy": 2.0}}), settings, text, [])
+    recipes.save(out, {**result({"t/p/s1": {"accuracy": 2.0}}), "parts": {"t": ["p", "q"]}},
+                 settings, text, [])
     assert json.loads(out.read_text())["runs"] == {"t/p/s0": {"accuracy": 1.0},
                                                    "t/p/s1": {"accuracy": 2.0}}
+    recipes.save(out, {**result({}), "parts": {"t": ["p"], "u": ["r"]}}, settings, text, [])
+    assert json.loads(out.read_text())["parts"] == {"t": ["p", "q"], "u": ["r"]}
     recipes.save(out, result({"t/p/s1": {"accuracy": 3.0}}), settings, text, [])
     assert json.loads(out.read_text())["runs"]["t/p/s1"] == {"accuracy": 3.0}
     # another recipe's runs (other overrides) are not merged in: the file becomes this one's
