@@ -29,6 +29,7 @@ Writes data/esc10, file_lists/esc10 ... as benchmarks/bench_esc10.py (shared; lo
   python benchmarks/bench_recipes.py --seeds 0 1          # recipes/audio_scratch.yaml
   python benchmarks/bench_recipes.py --recipes recipes/esc10.yaml recipes/new.yaml --tasks esc10_low
   python benchmarks/bench_recipes.py --recipes recipes/esc10.yaml --tasks esc10_low --epochs 160
+  python benchmarks/bench_recipes.py --tasks esc10_low --parts l1 l5 --seeds 0 --learning-rate 0.001
   python benchmarks/bench_recipes.py --table npy_files/bench_recipes/*.json   # print, run nothing
 
 A finished (task, part, seed) run is reused when its recipe's settings (the YAML's keys and
@@ -183,8 +184,13 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
         # the parts a whole seed has: a seed stopped half-way is not averaged as if whole
         result.setdefault("parts", {})[task] = sorted(
             set(result["parts"].get(task, [])) | {p[0] for p in planned})
+        if args.parts and not any(p[0] in args.parts for p in planned):
+            print(f"[recipes] {task}: none of its parts ({' '.join(p[0] for p in planned)}) "
+                  f"is among --parts {' '.join(args.parts)}; nothing run")
         for seed in seeds:
             for part, dataset, train_split, eval_split in planned:
+                if args.parts and part not in args.parts:
+                    continue
                 key = f"{task}/{part}/s{seed}"
                 if key in result["runs"]:
                     continue
@@ -288,19 +294,37 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", nargs="+", type=Path, default=[esc.DEFAULT_RECIPE],
-                   metavar="FILE.yaml")
-    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--esc10-root", type=Path, default=esc.DEFAULT_ESC10_ROOT)
-    p.add_argument("--fsdd-root", type=Path, default=esc.DEFAULT_FSDD_ROOT)
+                   metavar="FILE.yaml", help="the recipes to compare (YAML files of config.py "
+                   "keys); flags this script does not know go to train.py as overrides and "
+                   "make another recipe (its own result file) "
+                   f"[default: {esc.DEFAULT_RECIPE.relative_to(REPO)}]")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS),
+                   help="the tasks to run (above) [default: all]")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1],
+                   help="training seeds; a task's figure is the mean over them, its spread "
+                   "the range [default: 0 1]")
+    p.add_argument("--parts", nargs="+", default=None, metavar="PART",
+                   help="run only these parts of each task (f<k> folds, l<k> rotations, "
+                   "sp<k> speakers; e.g. l1 l5 for a quick screen on two rotations); a seed "
+                   "without every part of its task stays out of the table [default: all]")
+    p.add_argument("--esc10-root", type=Path, default=esc.DEFAULT_ESC10_ROOT,
+                   help="ESC-10: meta.csv and audio/*.flac [default: %(default)s]")
+    p.add_argument("--fsdd-root", type=Path, default=esc.DEFAULT_FSDD_ROOT,
+                   help="FSDD in the same layout, fold = speaker [default: %(default)s]")
     p.add_argument("--fsdd-speakers", nargs="+", type=int, default=None, metavar="K",
                    help="fsdd_speaker: score only these held-out speakers (1-6; default all)")
     p.add_argument("--run-prefix", default="rb", help="train.py runs are "
                    "<prefix>_<recipe>_<task>_<part>_s<seed>")
-    p.add_argument("--torch-threads", type=int, default=os.cpu_count())
-    p.add_argument("--data-root", type=str, default=None)
-    p.add_argument("--output-root", type=str, default=None)
-    p.add_argument("--workers", type=int, default=None, help="workers of steps 02-03")
+    p.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                   help="torch threads of each train.py run (1 when two benchmarks share "
+                   "two cores) [default: the CPU count, %(default)s]")
+    p.add_argument("--data-root", type=str, default=None,
+                   help="config.py's DATA_ROOT for the steps and train.py [default: config.py's]")
+    p.add_argument("--output-root", type=str, default=None,
+                   help="config.py's OUTPUT_ROOT: runs/, npy_files/ and the result files go "
+                   "under it [default: config.py's]")
+    p.add_argument("--workers", type=int, default=None, help="workers of steps 02-03 (audio and "
+                   "images of a dataset made the first time) [default: the steps' own]")
     p.add_argument("--table", nargs="+", type=Path, default=None, metavar="RESULT.json",
                    help="print the table of earlier results and run nothing")
     args, overrides = p.parse_known_args(argv)

@@ -197,3 +197,35 @@ def test_bench_recipes_table_names_a_renamed_result_file():
     over = dict(run, overrides=["--model", "vgg_plain"])
     name = recipes.result_name("recipes/audio_scratch.yaml", over["overrides"])
     assert "[" not in recipes.table([over], [f"{name}.json"])
+
+
+def test_bench_recipes_parts_runs_a_screen_and_records_the_whole_task(tmp_path, monkeypatch):
+    """--parts l1 l3 trains those two rotations only (train.py faked here), the result file
+    records all the task's rotations, so the screen is no whole seed in the table."""
+    import json
+    import subprocess
+    import types
+    recipes = load_script("bench_recipes")
+    trained, real_run = [], subprocess.run
+
+    def fake_train(argv, **kwargs):                 # train.py faked; git (provenance) real
+        if "--train-split" not in argv:
+            return real_run(argv, **kwargs)
+        trained.append(argv[argv.index("--train-split") + 1])
+        return subprocess.CompletedProcess(argv, 0, "")
+
+    monkeypatch.setattr(recipes, "prepare_esc", lambda *a, **k: (None, [1, 2, 3]))
+    monkeypatch.setattr(recipes.subprocess, "run", fake_train)
+    monkeypatch.setattr(recipes, "accuracy", lambda paths, run, split: (75.0, 8))
+    (tmp_path / "esc").mkdir()
+    (tmp_path / "esc" / "meta.csv").write_text("filename,fold,target,category\n")
+    args = types.SimpleNamespace(output_root=str(tmp_path), esc10_root=tmp_path / "esc",
+                                 fsdd_speakers=None, parts=["l1", "l3"], run_prefix="t",
+                                 torch_threads=1, workers=None)
+    result = recipes.run_recipe(REPO / "recipes" / "esc10.yaml", ["esc10_low"], [0], args,
+                                ["--epochs", "1"], [])
+    assert trained == ["train_l1", "train_l3"]
+    assert sorted(result["runs"]) == ["esc10_low/l1/s0", "esc10_low/l3/s0"]
+    saved = json.loads(next((tmp_path / "npy_files" / "bench_recipes").glob("*.json")).read_text())
+    assert saved["parts"] == {"esc10_low": ["l1", "l2", "l3"]}
+    assert "esc10_low" not in recipes.summarise(saved)[0]
