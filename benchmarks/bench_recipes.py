@@ -182,15 +182,13 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
             paths, folds = prepared["demo"], []
         planned = parts(task, folds, args.fsdd_speakers)
         # the parts a whole seed has: a seed stopped half-way is not averaged as if whole
-        result.setdefault("parts", {})[task] = sorted(
-            set(result["parts"].get(task, [])) | {p[0] for p in planned})
-        if args.parts and not any(p[0] in args.parts for p in planned):
+        add_parts(result, task, [p[0] for p in planned])
+        chosen = [p for p in planned if not args.parts or p[0] in args.parts]
+        if not chosen:
             print(f"[recipes] {task}: none of its parts ({' '.join(p[0] for p in planned)}) "
                   f"is among --parts {' '.join(args.parts)}; nothing run")
         for seed in seeds:
-            for part, dataset, train_split, eval_split in planned:
-                if args.parts and part not in args.parts:
-                    continue
+            for part, dataset, train_split, eval_split in chosen:
                 key = f"{task}/{part}/s{seed}"
                 if key in result["runs"]:
                     continue
@@ -218,6 +216,12 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
     return result
 
 
+def add_parts(result, task, names):
+    """Record `names` among the parts a whole seed of `task` has (sorted, each once)."""
+    known = result.setdefault("parts", {}).get(task, [])
+    result["parts"][task] = sorted(set(known) | set(names))
+
+
 def save(out, result, settings, text, overrides):
     """Write a recipe's result file, keeping the runs another process (another seed of the
     same recipe: `--seeds 0` and `--seeds 1` side by side) wrote there since this one read
@@ -232,8 +236,7 @@ def save(out, result, settings, text, overrides):
         if reusable(theirs, settings, text, overrides):
             result["runs"] = {**theirs["runs"], **result["runs"]}
             for task, names in theirs.get("parts", {}).items():
-                mine = result.setdefault("parts", {}).get(task, [])
-                result["parts"][task] = sorted(set(names) | set(mine))
+                add_parts(result, task, names)
         datafiles.write_text(out, json.dumps(result, indent=1) + "\n")
 
 
