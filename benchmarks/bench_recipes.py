@@ -39,6 +39,7 @@ once (each save merges the other's runs under a lock). Without ESC-10 the esc10 
 are skipped with a message.
 """
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -131,6 +132,39 @@ def parts(task, folds, speakers=None):
     return [("val", "demo", "train", "val")]
 
 
+def task_data(task, prepared, recipe, common, args):
+    """A task's data through steps 00-04, each dataset prepared once per process (`prepared`
+    keeps them) -> (Paths, folds), or None when the dataset is not there (said)."""
+    if task.startswith("fsdd"):
+        if not (args.fsdd_root / "meta.csv").is_file():
+            print(f"[recipes] {task}: skipped, no FSDD at {args.fsdd_root}")
+            return None
+        if task not in prepared:
+            prepared[task] = prepare_fsdd(args.fsdd_root, task, recipe, common, args.workers)
+        return prepared[task]
+    if task.startswith("esc10"):
+        if not (args.esc10_root / "meta.csv").is_file():
+            print(f"[recipes] {task}: skipped, no ESC-10 at {args.esc10_root}")
+            return None
+        if "esc" not in prepared:
+            prepared["esc"] = prepare_esc(args.esc10_root, recipe, common, args.workers)
+        return prepared["esc"]
+    if "demo" not in prepared:
+        prepared["demo"] = (prepare_demo(recipe, common, args.workers), [])
+    return prepared["demo"]
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive lock on the file `path` (made if missing): two benchmark processes
+    side by side take turns (each step writes <file>.partial, then renames it; two at once
+    would rename each other's away)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def reusable(old, settings, text, overrides):
     """Whether an earlier result file's runs are this recipe's: the same settings (a file
     written before settings were recorded: the same text) and the same overrides."""
@@ -161,25 +195,11 @@ def run_recipe(recipe, tasks, seeds, args, overrides, common):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     prepared = {}
     for task in tasks:
-        if task.startswith("fsdd"):
-            if not (args.fsdd_root / "meta.csv").is_file():
-                print(f"[recipes] {task}: skipped, no FSDD at {args.fsdd_root}")
-                continue
-            if task not in prepared:
-                prepared[task] = prepare_fsdd(args.fsdd_root, task, recipe, common,
-                                              args.workers)
-            paths, folds = prepared[task]
-        elif task.startswith("esc10"):
-            if not (args.esc10_root / "meta.csv").is_file():
-                print(f"[recipes] {task}: skipped, no ESC-10 at {args.esc10_root}")
-                continue
-            if "esc" not in prepared:
-                prepared["esc"] = prepare_esc(args.esc10_root, recipe, common, args.workers)
-            paths, folds = prepared["esc"]
-        else:
-            if "demo" not in prepared:
-                prepared["demo"] = prepare_demo(recipe, common, args.workers)
-            paths, folds = prepared["demo"], []
+        with locked(out.parent / "prepare.lock"):   # one process at a time runs steps 00-04
+            data = task_data(task, prepared, recipe, common, args)
+        if data is None:
+            continue
+        paths, folds = data
         planned = parts(task, folds, args.fsdd_speakers)
         # the parts a whole seed has: a seed stopped half-way is not averaged as if whole
         add_parts(result, task, [p[0] for p in planned])
@@ -226,9 +246,7 @@ def save(out, result, settings, text, overrides):
     """Write a recipe's result file, keeping the runs another process (another seed of the
     same recipe: `--seeds 0` and `--seeds 1` side by side) wrote there since this one read
     it; the read-merge-write holds an exclusive lock on <file>.lock."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(out.with_name(out.name + ".lock")):
         try:
             theirs = json.loads(out.read_text()) if out.is_file() else {}
         except json.JSONDecodeError:

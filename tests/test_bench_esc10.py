@@ -229,3 +229,42 @@ def test_bench_recipes_parts_runs_a_screen_and_records_the_whole_task(tmp_path, 
     saved = json.loads(next((tmp_path / "npy_files" / "bench_recipes").glob("*.json")).read_text())
     assert saved["parts"] == {"esc10_low": ["l1", "l2", "l3"]}
     assert "esc10_low" not in recipes.summarise(saved)[0]
+
+
+def test_bench_recipes_prepares_under_a_lock_another_process_waits_for(tmp_path, monkeypatch):
+    """Two benchmark processes side by side once collided preparing ESC-10 (both wrote
+    classes.txt.partial, one renamed the other's away): steps 00-04 now run under an
+    exclusive lock, which another open file of the lock cannot take meanwhile."""
+    import fcntl
+    import subprocess
+    import types
+    recipes = load_script("bench_recipes")
+    lock = tmp_path / "npy_files" / "bench_recipes" / "prepare.lock"
+    held = []
+
+    def prepare(*a, **k):
+        with open(lock) as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return None, [1, 2]
+
+    monkeypatch.setattr(recipes, "prepare_esc", prepare)
+    monkeypatch.setattr(recipes.subprocess, "run",
+                        lambda argv, **k: subprocess.CompletedProcess(argv, 0, ""))
+    monkeypatch.setattr(recipes, "accuracy", lambda paths, run, split: (75.0, 8))
+    monkeypatch.setattr(recipes.datafiles, "provenance", lambda: {})
+    (tmp_path / "esc").mkdir()
+    (tmp_path / "esc" / "meta.csv").write_text("filename,fold,target,category\n")
+    args = types.SimpleNamespace(output_root=str(tmp_path), esc10_root=tmp_path / "esc",
+                                 fsdd_speakers=None, parts=None, run_prefix="t",
+                                 torch_threads=1, workers=None)
+    result = recipes.run_recipe(REPO / "recipes" / "esc10.yaml", ["esc10_low", "esc10"], [0],
+                                args, [], [])
+    assert held == [True]                  # prepared once, for both tasks, under the lock
+    assert sorted(result["runs"]) == ["esc10/f1/s0", "esc10/f2/s0", "esc10_low/l1/s0",
+                                      "esc10_low/l2/s0"]
+    with open(lock) as other:              # and released after
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
