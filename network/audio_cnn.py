@@ -34,12 +34,13 @@ class PannsStyleCNN(nn.Module):
     """Blocks of widths `widths`, global pooling, embedding, classifier. Any patch size
     (global pooling); `n_bands` sizes the band-wise input batch norm. `stem_stride` (an int,
     or (bands, frames)) other than 1 puts a strided 3x3 conv before the blocks, after
-    `stem_full_width` > 0 full-resolution channels of one 3x3 conv."""
+    `stem_full_width` > 0 full-resolution channels of one 3x3 conv. `pools` blocks (default:
+    all but the last) end in 2x2 average pooling; the others keep their resolution."""
     HEAD = ("fc_logits",)
 
     def __init__(self, n_classes, in_channels=1, widths=(64, 128, 256, 512), n_convs=2,
                  stem_stride=1, embedding_dim=256, dropout=0.2, n_bands=64, n_frames=96,
-                 stem_full_width=0):
+                 stem_full_width=0, pools=None):
         super().__init__()
         self.bn_bands = nn.BatchNorm2d(n_bands)  # normalises each mel band over the batch
         blocks, c = [], in_channels
@@ -53,9 +54,9 @@ class PannsStyleCNN(nn.Module):
                 nn.Conv2d(c, widths[0], 3, stride=stem_stride, padding=1, bias=False),
                 nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)))
             c = widths[0]
+        pools = len(widths) - 1 if pools is None else pools
         for i, w in enumerate(widths):
-            last = i == len(widths) - 1
-            blocks.append(ConvBlock(c, w, n_convs, pool=None if last else (2, 2)))
+            blocks.append(ConvBlock(c, w, n_convs, pool=(2, 2) if i < pools else None))
             c = w
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(dropout)
@@ -166,3 +167,27 @@ class VggStrided(VggPlain):
     def __init__(self, n_classes, in_channels=1, **kw):
         kw.setdefault("stem_stride", 2)
         super().__init__(n_classes, in_channels, **kw)
+
+
+@register("vgg_fullres_stem")
+class VggFullresStem(VggPlain):
+    """vgg_strided with its strided stem replaced by a full-resolution block: two 16-wide
+    3x3 convolutions see every band and frame, then 2x2 average pooling (not a stride)
+    halves both axes before the same four blocks (widths 16-32-64-128-256). A variant tried
+    for the default (docs/benchmarks.md)."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("widths", (16, 32, 64, 128, 256))
+        super().__init__(n_classes, in_channels, **kw)
+
+
+@register("vgg_strided_fine")
+class VggStridedFine(VggStrided):
+    """vgg_strided without the pooling before its last block: the last block works on 8 x 12
+    positions (as vgg_plain's), not 4 x 6, so max + mean over time see 12 frames; the whole
+    body downsamples by 8, as vgg_plain's, the stride taking the place of the first pooling."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("pools", 2)
+        super().__init__(n_classes, in_channels, **kw)
+

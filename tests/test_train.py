@@ -166,7 +166,8 @@ def test_loader_per_track_and_packed_agree(syn):
 
 @pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish",
                                   "vgg_plain", "vgg_strided", "vgg_deepstem",
-                                  "vgg_time_strided"])
+                                  "vgg_time_strided", "vgg_fullres_stem",
+                                  "vgg_strided_fine"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_named_outputs(name, channels):
     model = network.build(name, n_classes=5, in_channels=channels).eval()
@@ -220,6 +221,37 @@ def test_vgg_stem_variants(name, stem, final_map):
     model.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
     model(torch.zeros(2, 1, 64, 96))
     assert tuple(seen["shape"]) == (2, 256, *final_map)
+
+
+def test_vgg_fullres_stem_pools_a_full_resolution_block_instead_of_striding():
+    """Two 16-wide convs see every band and frame, 2x2 average pooling (no stride anywhere),
+    then vgg_strided's four blocks: the same final map as vgg_strided."""
+    model = network.build_audio("vgg_fullres_stem", 7, (64, 96)).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 64, 64, 128, 128, 256, 256]
+    assert all(c.stride == (1, 1) for c in convs)
+    seen = {}
+    model.blocks[0].convs.register_forward_hook(lambda m, i, o: seen.update(first=o.shape))
+    model.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(last=o.shape))
+    model(torch.zeros(2, 1, 64, 96))
+    assert tuple(seen["first"]) == (2, 16, 64, 96) and tuple(seen["last"]) == (2, 256, 4, 6)
+    assert network.head_prefixes(model) == ("fc_logits.",) and model.dropout.p == 0.3
+
+
+def test_vgg_strided_fine_keeps_the_last_blocks_at_an_eighth():
+    """vgg_strided's convs and weights, one pooling fewer: blocks 3 and 4 both see 8 x 12
+    positions, the final map of vgg_plain."""
+    model = network.build_audio("vgg_strided_fine", 7, (64, 96)).eval()
+    strided = network.build_audio("vgg_strided", 7, (64, 96)).eval()
+    assert [tuple(v.shape) for v in model.state_dict().values()] == \
+        [tuple(v.shape) for v in strided.state_dict().values()]
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    assert len(pools) == 2 and isinstance(model.blocks[-2].pool, torch.nn.Identity)
+    seen = {}
+    model.blocks[-2].register_forward_hook(lambda m, i, o: seen.update(third=o.shape))
+    model.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(last=o.shape))
+    model(torch.zeros(2, 1, 64, 96))
+    assert tuple(seen["third"]) == (2, 128, 8, 12) and tuple(seen["last"]) == (2, 256, 8, 12)
 
 
 def test_unknown_model_lists_the_choices():
