@@ -190,4 +190,3 @@ class VggStridedFine(VggStrided):
     def __init__(self, n_classes, in_channels=1, **kw):
         kw.setdefault("pools", 2)
         super().__init__(n_classes, in_channels, **kw)
-
