@@ -109,6 +109,9 @@ LABEL_SMOOTHING = 0.0            # share of the target spread evenly over the cl
 BALANCED_SAMPLING = False        # sample patches so each class is drawn equally often
 MINIVAL_FRACTION = 0.1           # tracks carved from TRAIN_SPLIT to pick the "best" checkpoint
 EVAL_CHECKPOINT = "best"         # best (by minival track top-1) | last: the checkpoint that scores
+EMA_DECAY = 0.0                  # > 0 (e.g. 0.995): an exponential moving average of the weights,
+                                 # updated every optimizer step, is what the minival and the
+                                 # scoring use (the checkpoint keeps it beside the live weights)
 INIT_CHECKPOINT = ""             # "" = random initialisation; a checkpoint whose body weights start
                                  # the model (the head, sized for these classes, starts afresh):
                                  # a train.py checkpoint, or a published file (panns_cnn14:

@@ -4,8 +4,9 @@ Makes a synthetic feature set in a temporary folder (--tracks tracks of --patche
 patches [64, 96] each, random labels of --num-classes classes, laid out as steps 01-03 write
 them), indexes it with step 04 (with --packed), then times loop.train_one_epoch, the
 training step of train.py (augmentation, forward, loss, backward, optimizer and scheduler
-step), on the configured model (MODEL, BATCH_SIZE, CHANNELS_LAST, LOADER_WORKERS ...) fed
-three ways, one epoch each, interleaved and repeated --repeats times (median of each):
+step, the weight average's update with EMA_DECAY), on the configured model (MODEL,
+BATCH_SIZE, CHANNELS_LAST, LOADER_WORKERS ...) fed three ways, one epoch each,
+interleaved and repeated --repeats times (median of each):
 
   memory   random float32 tensors [BATCH_SIZE, 1, 64, 96] made beforehand (the ceiling)
   files    loop.make_loader over AudioDataLoader.PatchDataset reading the per-track .npy files
@@ -59,11 +60,11 @@ from soundtrack import datafiles
 import network
 from AudioDataLoader import Datalist, PatchDataset
 from soundtrack.training.env import Dist, seed_everything
-from soundtrack.training import loop, optim, tasks
+from soundtrack.training import ema, loop, optim, tasks
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ["MODEL", "BATCH_SIZE", "LEARNING_RATE", "CHANNELS_LAST", "LOADER_WORKERS",
-        "TORCH_THREADS", "AMP",
+        "TORCH_THREADS", "AMP", "EMA_DECAY",
         "SPEC_AUGMENT", "TIME_SHIFT_FRAMES", "MIXUP_ALPHA", "DEVICE", "SEED"]
 
 
@@ -112,12 +113,12 @@ def memory_batches(n_batches, cfg, n_classes, pin):
 
 def time_epoch(feed, parts, cfg, env, epoch):
     """Seconds of one train_one_epoch over `feed` (CUDA work finished before the clock stops)."""
-    model, task, optimizer, scheduler, scaler = parts
+    model, task, optimizer, scheduler, scaler, ema = parts
     if env.device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
     model.train()
-    loop.train_one_epoch(model, feed, task, optimizer, scheduler, scaler, env, cfg, epoch)
+    loop.train_one_epoch(model, feed, task, optimizer, scheduler, scaler, env, cfg, epoch, ema)
     if env.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t
@@ -130,7 +131,8 @@ def time_loader(loader):
 
 
 def build_parts(name, cfg, env, n_batches, cuda):
-    """A fresh model of `name` (seeded), its optimizer, task, schedule and scaler."""
+    """A fresh model of `name` (seeded), its optimizer, task, schedule, scaler and weight
+    average (EMA_DECAY; None when 0)."""
     seed_everything(cfg.seed)
     model = network.build_audio(name, cfg.num_classes, (64, 96)).to(env.device)
     if cfg.channels_last:
@@ -138,7 +140,7 @@ def build_parts(name, cfg, env, n_batches, cuda):
     optimizer = optim.make_optimizer(model, cfg)
     task = tasks.AudioClassification(cfg, cfg.num_classes, None, [])
     return (model, task, optimizer, optim.make_scheduler(optimizer, cfg, n_batches),
-            torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp))
+            torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp), ema.make(model, cfg))
 
 
 def compare(entries, cfg, env):

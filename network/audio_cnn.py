@@ -190,3 +190,13 @@ class VggStridedFine(VggStrided):
     def __init__(self, n_classes, in_channels=1, **kw):
         kw.setdefault("pools", 2)
         super().__init__(n_classes, in_channels, **kw)
+
+
+@register("vgg_deepstem_fine")
+class VggDeepStemFine(VggDeepStem):
+    """vgg_deepstem with its last block at 8 x 12 positions, as vgg_strided_fine's (no
+    pooling before it). A variant tried for the default (docs/benchmarks.md)."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("pools", 2)
+        super().__init__(n_classes, in_channels, **kw)

@@ -90,10 +90,12 @@ def test_learns_and_writes_every_output(syn, capsys):
     assert "best on minival, never on the scored split" in capsys.readouterr().out
 
 
-def test_resume_after_kill_9_matches_a_straight_run(syn):
+@pytest.mark.parametrize("ema_decay", ["0", "0.9"])
+def test_resume_after_kill_9_matches_a_straight_run(syn, ema_decay):
     out, common = syn
     # the same torch threads in this process and the killed one: the numbers depend on it
-    args = common + ["--epochs", "2", "--loader-workers", "0", "--torch-threads", "1"]
+    args = common + ["--epochs", "2", "--loader-workers", "0", "--torch-threads", "1",
+                     "--ema-decay", ema_decay]
     train.main(args + ["--run", "straight"])
     # SIGKILL at the 2nd optimizer step of epoch 2 (deterministic: no timing involved)
     per_epoch = len(train.build(cli_cfg(args), Dist("cpu"),
@@ -109,6 +111,54 @@ def test_resume_after_kill_9_matches_a_straight_run(syn):
     a = np.load(out / "npy_files" / "syn" / "straight" / "val_scores.npy")
     b = np.load(out / "npy_files" / "syn" / "killed" / "val_scores.npy")
     assert np.array_equal(a, b)
+
+
+def test_weight_average_follows_the_live_weights_at_the_ramped_rate():
+    from soundtrack.training.ema import WeightAverage
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightAverage(model, 0.99)
+    start = model[0].weight.detach().clone()
+    expect = start.clone()
+    for n in range(1, 4):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        model[1].num_batches_tracked += 5
+        ema.update(model)
+        d = min(0.99, (1 + n) / (10 + n))          # 2/11, 3/12, 4/13: the ramp
+        expect = d * expect + (1 - d) * model[0].weight.detach()
+    torch.testing.assert_close(ema.state["0.weight"], expect)
+    assert ema.state["1.num_batches_tracked"] == 15          # integers follow, not averaged
+    live = model[0].weight.detach().clone()
+    with ema.applied(model):
+        torch.testing.assert_close(model[0].weight.detach(), expect)
+    assert torch.equal(model[0].weight.detach(), live)
+
+
+def test_ema_scores_the_average_and_the_record_says_so(syn, capsys):
+    out, common = syn
+    args = common + ["--epochs", "2", "--run", "e", "--eval-checkpoint", "last",
+                     "--torch-threads", "1"]
+    train.main(args + ["--ema-decay", "0.9"])
+    assert "the weight average (EMA_DECAY 0.9" in capsys.readouterr().out
+    run, npy = out / "runs" / "syn" / "e", out / "npy_files" / "syn" / "e"
+    last = torch.load(run / "last.pt", weights_only=False)
+    steps = last["ema"]["updates"]
+    assert last["ema"]["decay"] == 0.9 and steps > 0
+    assert any(not torch.equal(v, last["model"][k]) for k, v in last["ema"]["state"].items())
+    record = json.loads((npy / "record.json").read_text())
+    assert record["splits"]["val"]["checkpoint"]["weights"] == "ema"
+    # the scores are the average's: rescoring with the live weights gives others
+    ema_scores = np.load(npy / "val_scores.npy")
+    torch.save({**last, "ema": None}, run / "last.pt")
+    train.main(args + ["--eval-only"])
+    assert not np.array_equal(np.load(npy / "val_scores.npy"), ema_scores)
+    # a run made without the average does not resume with one (nor the reverse)
+    with pytest.raises(SystemExit):
+        train.main(args + ["--resume", "--epochs", "3", "--ema-decay", "0.9"])
+    assert "holds no weight average, this run asks for EMA_DECAY 0.9" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(args + ["--overwrite", "--ema-decay", "1.0"])
+    assert "EMA_DECAY must be 0 (off) or in (0, 1), got 1.0" in capsys.readouterr().err
 
 
 def cli_cfg(argv):
@@ -167,7 +217,7 @@ def test_loader_per_track_and_packed_agree(syn):
 @pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish",
                                   "vgg_plain", "vgg_strided", "vgg_deepstem",
                                   "vgg_time_strided", "vgg_fullres_stem",
-                                  "vgg_strided_fine"])
+                                  "vgg_strided_fine", "vgg_deepstem_fine"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_named_outputs(name, channels):
     model = network.build(name, n_classes=5, in_channels=channels).eval()
@@ -207,6 +257,7 @@ def test_vgg_strided_is_vgg_plain_behind_one_strided_conv():
 @pytest.mark.parametrize("name, stem, final_map", [
     ("vgg_deepstem", [(16, (1, 1)), (32, (2, 2))], (4, 6)),        # full-res conv, strided conv
     ("vgg_time_strided", [(16, (1, 2))], (8, 6)),                   # every band, half the frames
+    ("vgg_deepstem_fine", [(16, (1, 1)), (32, (2, 2))], (8, 12)),  # ... and the last block at 1/8
 ])
 def test_vgg_stem_variants(name, stem, final_map):
     """The variants tried for the default: the stem's (width, stride) convs, then vgg_plain's

@@ -17,11 +17,13 @@ def load_checkpoint(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=False)
 
 
-def checkpoint_state(meta, model, optimizer, scheduler, scaler, epoch, best):
-    """What last.pt / best.pt hold: the run's record plus every state to resume from."""
+def checkpoint_state(meta, model, optimizer, scheduler, scaler, epoch, best, ema=None):
+    """What last.pt / best.pt hold: the run's record plus every state to resume from; with a
+    weight average (EMA_DECAY), "ema" holds it (the weights that score), "model" the live
+    weights the training continues from."""
     return {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": epoch, "best": best}
+            "epoch": epoch, "best": best, "ema": ema.state_dict() if ema is not None else None}
 
 
 def check_resumable(ckpt, meta, path):
@@ -46,13 +48,17 @@ def choose_checkpoint(model, run_dir, cfg, env):
     best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     chosen = best_path if cfg.eval_checkpoint == "best" and best_path.exists() else last_path
     ckpt = load_checkpoint(chosen, env.device)
-    model.load_state_dict(ckpt["model"])
+    average = ckpt.get("ema")
+    model.load_state_dict(average["state"] if average else ckpt["model"])
     why = ("best on minival, never on the scored split" if chosen == best_path
            else "the last epoch")
+    weights = (f"the weight average (EMA_DECAY {average['decay']}, {average['updates']} steps)"
+               if average else "the live weights")
     if env.main:
         print(f"[train] scoring with {chosen.name} (epoch {ckpt['epoch']}; EVAL_CHECKPOINT="
-              f"{cfg.eval_checkpoint}: {why})")
-    return {"path": chosen, "epoch": ckpt["epoch"], "which": chosen.stem, "why": why}
+              f"{cfg.eval_checkpoint}: {why}; {weights})")
+    return {"path": chosen, "epoch": ckpt["epoch"], "which": chosen.stem, "why": why,
+            **({"weights": "ema", "ema_decay": average["decay"]} if average else {})}
 
 
 def init_from_checkpoint(model, path, model_name, front_end, pca_params=""):

@@ -1,6 +1,7 @@
 """The shared training loop: the loader and its sampler, one epoch, and ``fit`` (resume, epochs,
 checkpoints, logs). It knows nothing of audio, frames or envelopes: a *task* (``tasks.Task``)
 supplies the batch, the loss, the minival metric and the scorer."""
+import contextlib
 import csv
 import math
 import os
@@ -16,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from soundtrack import atomic
 from soundtrack import cli
 from soundtrack.errors import StageError
+from soundtrack.training import ema as weight_average
 from soundtrack.training.checkpoints import (check_resumable, checkpoint_state, load_checkpoint,
                                             save_checkpoint)
 from soundtrack.training.env import autocast
@@ -79,10 +81,11 @@ def settle_epochs(cfg, steps_per_epoch):
 _KILL_AT_STEP = int(os.environ.get("SOUNDTRACK_KILL_AT_STEP", "0"))
 
 
-def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg, epoch):
-    """One pass over the loader. Every random draw of the epoch (dropout, masks, mixup) comes
-    from generators seeded by (SEED, epoch, rank), so a resumed run repeats it exactly.
-    Returns the mean loss over all ranks."""
+def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg, epoch,
+                    ema=None):
+    """One pass over the loader (`ema`: a WeightAverage updated after every step). Every
+    random draw of the epoch (dropout, masks, mixup) comes from generators seeded by (SEED,
+    epoch, rank), so a resumed run repeats it exactly. Returns the mean loss over all ranks."""
     torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + env.rank)
     gen = torch.Generator().manual_seed(cfg.seed * 100_019 + epoch * 103 + env.rank)
     beta = np.random.default_rng([cfg.seed, epoch, env.rank])
@@ -105,6 +108,8 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update(model.module if hasattr(model, "module") else model)
         total += loss.item() * len(x)
         count += len(x)
         bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
@@ -118,18 +123,38 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
 
 
 class Optimisation:
-    """The optimiser, its schedule and the AMP grad scaler of a run, saved and restored as one."""
+    """The optimiser, its schedule, the AMP grad scaler and the weight average (EMA_DECAY) of
+    a run, saved and restored as one."""
 
     def __init__(self, model, cfg, env, steps_per_epoch):
         self.optimizer = make_optimizer(model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda",
                                            enabled=env.device.type == "cuda" and cfg.amp)
+        self.ema = weight_average.make(model, cfg)
 
-    def load(self, ckpt):
+    def load(self, ckpt, where):
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None or ckpt.get("ema"):
+            if self.ema is None:
+                raise StageError(f"{where} holds a weight average (EMA_DECAY "
+                                 f"{ckpt['ema']['decay']}), this run has EMA_DECAY 0: resume "
+                                 f"with the setting it was started with")
+            try:
+                self.ema.load_state_dict(ckpt.get("ema"), where)
+            except ValueError as e:
+                raise StageError(str(e)) from None
+
+    def state(self, meta, model, epoch, best):
+        """What last.pt / best.pt hold."""
+        return checkpoint_state(meta, model, self.optimizer, self.scheduler, self.scaler,
+                                epoch, best, self.ema)
+
+    def evaluated(self, model):
+        """A block in which the model holds the weights that score (the average, if any)."""
+        return self.ema.applied(model) if self.ema is not None else contextlib.nullcontext()
 
 
 def resume(model, opt, cfg, env, run_dir, meta):
@@ -144,7 +169,8 @@ def resume(model, opt, cfg, env, run_dir, meta):
         ckpt = load_checkpoint(last_path, env.device)
         check_resumable(ckpt, meta, last_path)
         model.load_state_dict(ckpt["model"])
-        opt.load(ckpt)
+        if cfg.resume:       # --eval-only trains nothing: choose_checkpoint picks the weights
+            opt.load(ckpt, last_path)
         if env.main:
             print(f"[train] resumed from {last_path} after epoch {ckpt['epoch']}")
         return ckpt["epoch"], ckpt["best"]
@@ -216,19 +242,20 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
         ddp_model, frozen = set_frozen(model, env, cfg, epoch, ddp_model, frozen)
         t0 = time.perf_counter()
         loss = train_one_epoch(ddp_model, loader, task, opt.optimizer, opt.scheduler, opt.scaler,
-                               env, cfg, epoch)
+                               env, cfg, epoch, opt.ema)
         seconds = time.perf_counter() - t0
+        with opt.evaluated(model):
+            minival = task.minival(model, env)
         row = {"epoch": epoch + 1, "train_loss": loss, "lr": opt.scheduler.get_last_lr()[-1],
                "seconds": seconds, "examples_per_second": len(loader.dataset) / seconds,
-               **{f"minival_{k}": v for k, v in task.minival(model, env).items()}}
+               **{f"minival_{k}": v for k, v in minival.items()}}
         # without a minival there is nothing to choose by: "best" is the latest epoch
         value = row.get(f"minival_{task.select}", epoch)
         improved = value > best["value"]
         if improved:
             best = {"value": value, "epoch": epoch + 1}
         if env.main:
-            state = checkpoint_state(meta, model, opt.optimizer, opt.scheduler, opt.scaler,
-                                     epoch + 1, best)
+            state = opt.state(meta, model, epoch + 1, best)
             save_checkpoint(last_path, state)
             if improved:
                 save_checkpoint(best_path, state)
@@ -239,7 +266,7 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
         # --epochs 0: the model as initialised (INIT_CHECKPOINT's body) is what scores, e.g.
         # frozen pretrained embeddings; last.pt (and best.pt, so that no earlier run's is
         # left to score) records it like any other run
-        state = checkpoint_state(meta, model, opt.optimizer, opt.scheduler, opt.scaler, 0, best)
+        state = opt.state(meta, model, 0, best)
         save_checkpoint(last_path, state)
         save_checkpoint(best_path, state)
         print(f"[train] --epochs 0: no training; scoring the initial model ({last_path})")
