@@ -272,6 +272,13 @@ def read_checkpoint(path):
         raise ValueError(f"{path}: cannot read as a train.py checkpoint ({e})") from None
 
 
+def scored_weights(ckpt):
+    """The state dict a train.py checkpoint scores with: its average of the weights when it
+    was trained with EMA_DECAY, else its live weights. -> (state dict, "ema" | "live")"""
+    average = ckpt.get("ema")
+    return (average["state"], "ema") if average else (ckpt["model"], "live")
+
+
 # ---------------------------------------------------------------- front-end records
 
 FEATURES_RECORD = "features.json"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from soundtrack import audio
 from soundtrack import datafiles
 from soundtrack import metrics
 import network
@@ -147,6 +148,15 @@ def test_ema_scores_the_average_and_the_record_says_so(syn, capsys):
     assert any(not torch.equal(v, last["model"][k]) for k, v in last["ema"]["state"].items())
     record = json.loads((npy / "record.json").read_text())
     assert record["splits"]["val"]["checkpoint"]["weights"] == "ema"
+    # predict.py's classifier and a body started from this run load the average too
+    from soundtrack import inference
+    loaded = inference.Classifier(run / "last.pt").model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in last["ema"]["state"].items())
+    fresh = network.build_audio("slim_cnn", N_CLASSES, (64, 96))
+    checkpoints.init_from_checkpoint(fresh, run / "last.pt", "slim_cnn",
+                                     audio.FrontEnd.from_dict(last["front_end"]))
+    assert torch.equal(fresh.state_dict()["blocks.0.0.weight"],
+                       last["ema"]["state"]["blocks.0.0.weight"])
     # the scores are the average's: rescoring with the live weights gives others
     ema_scores = np.load(npy / "val_scores.npy")
     torch.save({**last, "ema": None}, run / "last.pt")

@@ -48,8 +48,9 @@ def choose_checkpoint(model, run_dir, cfg, env):
     best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     chosen = best_path if cfg.eval_checkpoint == "best" and best_path.exists() else last_path
     ckpt = load_checkpoint(chosen, env.device)
-    average = ckpt.get("ema")
-    model.load_state_dict(average["state"] if average else ckpt["model"])
+    state, which = datafiles.scored_weights(ckpt)
+    model.load_state_dict(state)
+    average = ckpt["ema"] if which == "ema" else None
     why = ("best on minival, never on the scored split" if chosen == best_path
            else "the last epoch")
     weights = (f"the weight average (EMA_DECAY {average['decay']}, {average['updates']} steps)"
@@ -63,7 +64,8 @@ def choose_checkpoint(model, run_dir, cfg, env):
 
 def init_from_checkpoint(model, path, model_name, front_end, pca_params=""):
     """Start the model's body from INIT_CHECKPOINT: a train.py checkpoint (its model name and
-    front end must be this run's), a bare state dict, or a published file (PANNs'
+    front end must be this run's; the weights it scores with, its EMA_DECAY average if it
+    has one), a bare state dict, or a published file (PANNs'
     ``{"model": state_dict, ...}`` with its front-end matrices checked against this run's;
     VGGish's release state dict, plus VGGISH_PCA_PARAMS for a postprocessing model). Read
     with torch.load(weights_only=True) (``network.pretrained.safe_load``). Every body key
@@ -79,7 +81,7 @@ def init_from_checkpoint(model, path, model_name, front_end, pca_params=""):
         if "front_end" in ckpt:
             datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]), front_end,
                                       f"INIT_CHECKPOINT {path}", "this run's features")
-        state = ckpt["model"]
+        state = datafiles.scored_weights(ckpt)[0]   # the weights that scored
     else:
         state = pretrained.init_state(model, ckpt, path, front_end, pca_params)
     try:
