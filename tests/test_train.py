@@ -201,12 +201,16 @@ def test_torchrun_two_processes_score_each_track_once(syn):
     track = np.load(out / "npy_files" / "syn" / "one" / "val_patch_track.npy")
     assert np.array_equal(np.bincount(track), Datalist(
         out / "datalists" / "syn" / "vggish_mel_val.npz").n_patches)
-    # and training itself runs as DDP with gloo
-    r = subprocess.run(torchrun + common + ["--epochs", "1", "--run", "ddp"], cwd=REPO,
+    # and training itself runs as DDP with gloo (with the weight average: each rank
+    # averages the weights DDP keeps equal, the main rank saves it)
+    r = subprocess.run(torchrun + common + ["--epochs", "1", "--run", "ddp",
+                                            "--ema-decay", "0.9"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, torchrun_errors(r)
     ddp_ids = datafiles.read_ids(out / "npy_files" / "syn" / "ddp" / "val_ids.txt")
     assert len(ddp_ids) == len(set(ddp_ids)) == 18
+    last = torch.load(out / "runs" / "syn" / "ddp" / "last.pt", weights_only=False)
+    assert last["ema"]["updates"] > 0
 
 
 def test_loader_per_track_and_packed_agree(syn):
