@@ -36,6 +36,7 @@ each would run on a training set of --tracks x --patches patches (EPOCHS, raised
 MIN_TRAIN_STEPS) and so its seconds per training run.
 
   python benchmarks/bench_train.py --compare-models slim_cnn slim_cnn_fullres --repeats 5
+  python benchmarks/bench_train.py --compare-models vgg_plain vgg_strided --compile
   python benchmarks/bench_train.py --compare-recipes recipes/esc10.yaml recipes/audio_scratch.yaml \
       --tracks 80 --patches 5     # ESC-10 low data: 80 clips of 5 patches
 """
@@ -139,7 +140,8 @@ def build_parts(name, cfg, env, n_batches, cuda):
         model.to(memory_format=torch.channels_last)
     optimizer = optim.make_optimizer(model, cfg)
     task = tasks.AudioClassification(cfg, cfg.num_classes, None, [])
-    return (model, task, optimizer, optim.make_scheduler(optimizer, cfg, n_batches),
+    return (torch.compile(model) if cfg.get("compile") else model, task, optimizer,
+            optim.make_scheduler(optimizer, cfg, n_batches),
             torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp), ema.make(model, cfg))
 
 
@@ -168,7 +170,8 @@ def compare(entries, cfg, env):
     device = torch.cuda.get_device_name(env.device) if cuda else \
         f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
     print(f"[bench_train] training step compared on {device}"
-          f"{' with AMP' if cuda and cfg.amp else ''}: a training set of {n_patches} patches "
+          f"{' with AMP' if cuda and cfg.amp else ''}"
+          f"{', torch.compile' if cfg.compile else ''}: a training set of {n_patches} patches "
           f"from memory, median of {cfg.repeats}; load average {os.getloadavg()[0]:.1f}")
     base = labels[0]
     # patches/s of each repeat; EPOCHS as train.py would settle them on this training set
@@ -206,6 +209,9 @@ def main(argv=None):
     parser.add_argument("--compare-models", nargs="+", metavar="MODEL", default=None,
                         help="time these models' training step (memory feed) against the "
                              "first one's, instead of the loaders")
+    parser.add_argument("--compile", action="store_true", default=False,
+                        help="time each model as torch.compile makes it (inductor; it compiles "
+                             "during the warm-up steps, which are not timed)")
     parser.add_argument("--compare-recipes", nargs="+", metavar="FILE.yaml", default=None,
                         help="the same for recipes: each one's keys over these settings "
                              "(TORCH_THREADS and DEVICE stay this command's)")

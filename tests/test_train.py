@@ -133,6 +133,8 @@ def test_weight_average_follows_the_live_weights_at_the_ramped_rate():
     with ema.applied(model):
         torch.testing.assert_close(model[0].weight.detach(), expect)
     assert torch.equal(model[0].weight.detach(), live)
+    # the loop averages the module under torch.compile's (or DDP's) wrapper
+    assert loop.unwrapped(torch.compile(model)) is model and loop.unwrapped(model) is model
 
 
 def test_ema_scores_the_average_and_the_record_says_so(syn, capsys):

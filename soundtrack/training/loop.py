@@ -109,7 +109,7 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
         scaler.update()
         scheduler.step()
         if ema is not None:
-            ema.update(model.module if hasattr(model, "module") else model)
+            ema.update(unwrapped(model))
         total += loss.item() * len(x)
         count += len(x)
         bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
@@ -120,6 +120,14 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
     if env.world > 1:
         dist.all_reduce(stats)
     return float(stats[0] / stats[1])
+
+
+def unwrapped(model):
+    """The module under DDP's or torch.compile's wrapper (the one whose state is saved)."""
+    for attr in ("module", "_orig_mod"):
+        if isinstance(model, torch.nn.Module) and attr in model._modules:
+            return unwrapped(model._modules[attr])
+    return model
 
 
 class Optimisation:
