@@ -140,7 +140,7 @@ def build_parts(name, cfg, env, n_batches, cuda):
         model.to(memory_format=torch.channels_last)
     optimizer = optim.make_optimizer(model, cfg)
     task = tasks.AudioClassification(cfg, cfg.num_classes, None, [])
-    return (torch.compile(model) if cfg.get("compile") else model, task, optimizer,
+    return (torch.compile(model) if cfg.compile else model, task, optimizer,
             optim.make_scheduler(optimizer, cfg, n_batches),
             torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp), ema.make(model, cfg))
 
