@@ -274,9 +274,9 @@ def read_checkpoint(path):
 
 def scored_weights(ckpt):
     """The state dict a train.py checkpoint scores with: its average of the weights when it
-    was trained with EMA_DECAY, else its live weights. -> (state dict, "ema" | "live")"""
+    was trained with EMA_DECAY, else its live weights."""
     average = ckpt.get("ema")
-    return (average["state"], "ema") if average else (ckpt["model"], "live")
+    return average["state"] if average else ckpt["model"]
 
 
 # ---------------------------------------------------------------- front-end records

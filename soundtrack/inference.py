@@ -105,7 +105,7 @@ class Classifier(SingleModel):
         self.device, self.batch_size = torch.device(device), batch_size
         self.model = network.build_audio(self.model_name, len(self.classes),
                                          self.front_end.patch_shape)
-        self.model.load_state_dict(datafiles.scored_weights(ckpt)[0])
+        self.model.load_state_dict(datafiles.scored_weights(ckpt))
         self.model.to(self.device).eval()
 
     def patches(self, samples, sample_rate):
@@ -165,7 +165,7 @@ class VisualClassifier(SingleModel):
         self.frames = frames.FrameSettings.from_dict(ckpt["frames"], f"{path} frames")
         self.device, self.batch_size = torch.device(device), batch_size
         self.model = network.build(self.model_name, n_classes=len(self.classes), weights="none")
-        self.model.load_state_dict(datafiles.scored_weights(ckpt)[0])
+        self.model.load_state_dict(datafiles.scored_weights(ckpt))
         self.model.to(self.device).eval()
 
     @property

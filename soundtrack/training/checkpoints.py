@@ -48,9 +48,8 @@ def choose_checkpoint(model, run_dir, cfg, env):
     best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     chosen = best_path if cfg.eval_checkpoint == "best" and best_path.exists() else last_path
     ckpt = load_checkpoint(chosen, env.device)
-    state, which = datafiles.scored_weights(ckpt)
-    model.load_state_dict(state)
-    average = ckpt["ema"] if which == "ema" else None
+    model.load_state_dict(datafiles.scored_weights(ckpt))
+    average = ckpt.get("ema")
     why = ("best on minival, never on the scored split" if chosen == best_path
            else "the last epoch")
     weights = (f"the weight average (EMA_DECAY {average['decay']}, {average['updates']} steps)"
@@ -81,7 +80,7 @@ def init_from_checkpoint(model, path, model_name, front_end, pca_params=""):
         if "front_end" in ckpt:
             datafiles.check_front_end(audio.FrontEnd.from_dict(ckpt["front_end"]), front_end,
                                       f"INIT_CHECKPOINT {path}", "this run's features")
-        state = datafiles.scored_weights(ckpt)[0]   # the weights that scored
+        state = datafiles.scored_weights(ckpt)   # the weights that scored
     else:
         state = pretrained.init_state(model, ckpt, path, front_end, pca_params)
     try:

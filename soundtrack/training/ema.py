@@ -10,7 +10,9 @@ from soundtrack.errors import StageError
 
 class WeightAverage:
     """The average of every floating-point tensor of ``model.state_dict()`` (weights and
-    batch-norm statistics); integer buffers (batch counts) follow the live model. After
+    batch-norm statistics); integer buffers (batch counts) follow the live model. It is
+    bound to the module itself, so a DDP or torch.compile wrapper around it changes
+    nothing. After
     update n the average moves by 1 - d towards the live weights, d = min(decay, (1 + n) /
     (10 + n)): the first steps' random weights fade within tens of steps, not 1 / (1 -
     decay)."""
@@ -18,14 +20,14 @@ class WeightAverage:
     def __init__(self, model, decay):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA_DECAY must be in (0, 1) to average, got {decay}")
-        self.decay, self.updates = float(decay), 0
+        self.model, self.decay, self.updates = model, float(decay), 0
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model):
+    def update(self):
         self.updates += 1
         weight = 1.0 - min(self.decay, (1 + self.updates) / (10 + self.updates))
-        live = model.state_dict()
+        live = self.model.state_dict()
         floats = [k for k, v in self.state.items() if v.is_floating_point()]
         torch._foreach_lerp_([self.state[k] for k in floats],
                              [live[k].detach() for k in floats], weight)
@@ -36,26 +38,34 @@ class WeightAverage:
     def state_dict(self):
         return {"decay": self.decay, "updates": self.updates, "state": self.state}
 
-    def load_state_dict(self, saved, where):
-        """Continue the average a checkpoint holds (`where` names it); refused when it was
-        made with another decay or without one, which would change what the run averages."""
-        if not saved or saved.get("decay") != self.decay:
-            held = f"EMA_DECAY {saved['decay']}" if saved else "no weight average"
-            raise ValueError(f"{where} holds {held}, this run asks for EMA_DECAY "
-                             f"{self.decay}: resume with the setting it was started with")
+    def load_state_dict(self, saved):
+        """Continue the average a checkpoint holds (``resume_from`` checks it first)."""
         self.updates = saved["updates"]
         for k, v in saved["state"].items():
             self.state[k].copy_(v)
 
     @contextlib.contextmanager
-    def applied(self, model):
+    def applied(self):
         """The model holds the average inside the block, its live weights again after."""
-        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.state)
+        live = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.state)
         try:
-            yield model
+            yield self.model
         finally:
-            model.load_state_dict(live)
+            self.model.load_state_dict(live)
+
+
+def resume_from(average, saved, where):
+    """Continue a run's average (None when EMA_DECAY is 0) from a checkpoint's ("ema":
+    None when it had none; `where` names it). A run resumes only with the decay it was
+    started with, 0 included: another would change what it averages. Raises StageError."""
+    decay, held = (average.decay if average else 0.0), (saved["decay"] if saved else 0.0)
+    if decay != held:
+        had = f"a weight average (EMA_DECAY {held})" if saved else "no weight average"
+        raise StageError(f"{where} holds {had}, this run asks for EMA_DECAY {decay}: "
+                         f"resume with the setting it was started with")
+    if average is not None:
+        average.load_state_dict(saved)
 
 
 def make(model, cfg):

@@ -83,7 +83,8 @@ _KILL_AT_STEP = int(os.environ.get("SOUNDTRACK_KILL_AT_STEP", "0"))
 
 def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg, epoch,
                     ema=None):
-    """One pass over the loader (`ema`: a WeightAverage updated after every step). Every
+    """One pass over the loader (`ema`: a WeightAverage of the model under any wrapper,
+    updated after every step). Every
     random draw of the epoch (dropout, masks, mixup) comes from generators seeded by (SEED,
     epoch, rank), so a resumed run repeats it exactly. Returns the mean loss over all ranks."""
     torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + env.rank)
@@ -109,7 +110,7 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
         scaler.update()
         scheduler.step()
         if ema is not None:
-            ema.update(unwrapped(model))
+            ema.update()
         total += loss.item() * len(x)
         count += len(x)
         bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
@@ -120,14 +121,6 @@ def train_one_epoch(model, loader, task, optimizer, scheduler, scaler, env, cfg,
     if env.world > 1:
         dist.all_reduce(stats)
     return float(stats[0] / stats[1])
-
-
-def unwrapped(model):
-    """The module under DDP's or torch.compile's wrapper (the one whose state is saved)."""
-    for attr in ("module", "_orig_mod"):
-        if isinstance(model, torch.nn.Module) and attr in model._modules:
-            return unwrapped(model._modules[attr])
-    return model
 
 
 class Optimisation:
@@ -145,24 +138,16 @@ class Optimisation:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None or ckpt.get("ema"):
-            if self.ema is None:
-                raise StageError(f"{where} holds a weight average (EMA_DECAY "
-                                 f"{ckpt['ema']['decay']}), this run has EMA_DECAY 0: resume "
-                                 f"with the setting it was started with")
-            try:
-                self.ema.load_state_dict(ckpt.get("ema"), where)
-            except ValueError as e:
-                raise StageError(str(e)) from None
+        weight_average.resume_from(self.ema, ckpt.get("ema"), where)
 
     def state(self, meta, model, epoch, best):
         """What last.pt / best.pt hold."""
         return checkpoint_state(meta, model, self.optimizer, self.scheduler, self.scaler,
                                 epoch, best, self.ema)
 
-    def evaluated(self, model):
+    def evaluated(self):
         """A block in which the model holds the weights that score (the average, if any)."""
-        return self.ema.applied(model) if self.ema is not None else contextlib.nullcontext()
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
 
 
 def resume(model, opt, cfg, env, run_dir, meta):
@@ -252,7 +237,7 @@ def fit(model, task, loader, sampler, cfg, env, run_dir, meta):
         loss = train_one_epoch(ddp_model, loader, task, opt.optimizer, opt.scheduler, opt.scaler,
                                env, cfg, epoch, opt.ema)
         seconds = time.perf_counter() - t0
-        with opt.evaluated(model):
+        with opt.evaluated():
             minival = task.minival(model, env)
         row = {"epoch": epoch + 1, "train_loss": loss, "lr": opt.scheduler.get_last_lr()[-1],
                "seconds": seconds, "examples_per_second": len(loader.dataset) / seconds,
