@@ -200,3 +200,25 @@ class VggDeepStemFine(VggDeepStem):
     def __init__(self, n_classes, in_channels=1, **kw):
         kw.setdefault("pools", 2)
         super().__init__(n_classes, in_channels, **kw)
+
+
+@register("vgg_plain_half")
+class VggPlainHalf(VggPlain):
+    """vgg_plain at half width (16-32-64-128): every block keeps vgg_plain's resolution (no
+    strided stem), a quarter of its multiply-adds. A variant tried for the default
+    (docs/benchmarks.md)."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("widths", (16, 32, 64, 128))
+        super().__init__(n_classes, in_channels, **kw)
+
+
+@register("vgg_plain_lean")
+class VggPlainLean(VggPlain):
+    """vgg_plain with its first three blocks at half width and its last block at full width
+    (16-32-64-256): full resolution, a 256-d pooled feature as vgg_plain's. A variant tried
+    for the default (docs/benchmarks.md)."""
+
+    def __init__(self, n_classes, in_channels=1, **kw):
+        kw.setdefault("widths", (16, 32, 64, 256))
+        super().__init__(n_classes, in_channels, **kw)

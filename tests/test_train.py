@@ -243,7 +243,8 @@ def test_loader_per_track_and_packed_agree(syn):
 @pytest.mark.parametrize("name", ["slim_cnn", "panns_like_cnn", "resnet18", "vggish",
                                   "vgg_plain", "vgg_strided", "vgg_deepstem",
                                   "vgg_time_strided", "vgg_fullres_stem",
-                                  "vgg_strided_fine", "vgg_deepstem_fine"])
+                                  "vgg_strided_fine", "vgg_deepstem_fine",
+                                  "vgg_plain_half", "vgg_plain_lean"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_models_named_outputs(name, channels):
     model = network.build(name, n_classes=5, in_channels=channels).eval()
@@ -263,6 +264,23 @@ def test_vgg_plain_is_the_described_baseline():
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(256, 7)]
     assert model.dropout.p == 0.3 and network.head_prefixes(model) == ("fc_logits.",)
+
+
+@pytest.mark.parametrize("name, widths", [("vgg_plain_half", [16, 32, 64, 128]),
+                                          ("vgg_plain_lean", [16, 32, 64, 256])])
+def test_vgg_plain_width_variants_keep_its_resolution(name, widths):
+    """vgg_plain's layout (no stride, pooling between blocks, one linear layer on the pooled
+    feature) at other widths: the last block still sees 8 x 12 positions."""
+    model = network.build_audio(name, 7, (64, 96)).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [w for w in widths for _ in (0, 1)]
+    assert all(c.stride == (1, 1) for c in convs)
+    seen = {}
+    model.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    model(torch.zeros(2, 1, 64, 96))
+    assert tuple(seen["shape"]) == (2, widths[-1], 8, 12)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(widths[-1], 7)]
 
 
 def test_vgg_strided_is_vgg_plain_behind_one_strided_conv():
