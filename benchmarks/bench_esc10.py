@@ -1,7 +1,7 @@
 """ESC-10 benchmark: 5-fold cross-validation of the audio classifier, trained from scratch.
 
 One frozen recipe (config.py keys; by default recipes/audio_scratch.yaml, the from-scratch
-default: the earlier recipes/esc10.yaml on the model vgg_strided, 50 steps x 40 epochs on
+default: the earlier recipes/esc10.yaml on the model vgg_plain_half, 50 steps x 40 epochs on
 ESC-10's four training folds, over its MIN_TRAIN_STEPS) and the pipeline's own code: the
 FLACs go through steps 01-04 as if they were videos, then train.py runs once per fold.
 For fold k the classifier learns from the other folds and scores fold k; a clip's score is

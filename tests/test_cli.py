@@ -222,8 +222,8 @@ def test_common_flags_are_accepted_by_the_whole_runbook(monkeypatch):
 
 def test_every_recipe_in_the_repository_is_valid_and_the_default_differs_as_documented():
     """Each recipes/**.yaml names config keys with their types; the from-scratch default is
-    the old ESC-10 recipe plus its floor of optimizer steps on the model vgg_strided, and the
-    fast option the same on slim_cnn (docs/benchmarks.md)."""
+    the old ESC-10 recipe plus its floor of optimizer steps on the model vgg_plain_half, the
+    fast option and the previous default the same on slim_cnn and vgg_strided (docs/benchmarks.md)."""
     recipes = sorted((REPO / "recipes").rglob("*.yaml"))
     assert len(recipes) >= 10
     loaded = {p.relative_to(REPO / "recipes").as_posix(): cli.load_yaml(p) for p in recipes}
@@ -231,8 +231,9 @@ def test_every_recipe_in_the_repository_is_valid_and_the_default_differs_as_docu
     changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
     assert changed == {"MIN_TRAIN_STEPS", "SPEC_AUGMENT_MASKS", "MODEL"}
     assert new["SPEC_AUGMENT_MASKS"] == config.SPEC_AUGMENT_MASKS == 1
-    assert new["MIN_TRAIN_STEPS"] > 0 and new["MODEL"] == "vgg_strided"
+    assert new["MIN_TRAIN_STEPS"] > 0 and new["MODEL"] == "vgg_plain_half"
     assert loaded["audio_scratch_slim.yaml"] == {**new, "MODEL": "slim_cnn"}
+    assert loaded["variants/scratch_strided.yaml"] == {**new, "MODEL": "vgg_strided"}
 
 
 def test_named_values_keep_order_and_name_the_bad_item():
