@@ -252,35 +252,26 @@ def test_models_named_outputs(name, channels):
     assert out["logits"].shape == (2, 5) and out["embedding"].ndim == 2
 
 
-def test_vgg_plain_is_the_described_baseline():
-    """4 blocks of two bias-free 3x3 convs (32-64-128-256), no strided stem, pooling between
-    blocks only, band-wise input BN, one linear layer on the pooled 256-d feature."""
-    model = network.build_audio("vgg_plain", 7, (64, 96)).eval()
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256]
-    assert all(c.stride == (1, 1) and c.bias is None and c.kernel_size == (3, 3) for c in convs)
-    pools = [m for m in model.modules() if isinstance(m, torch.nn.AvgPool2d)]
-    assert len(pools) == 3 and model.bn_bands.num_features == 64
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(256, 7)]
-    assert model.dropout.p == 0.3 and network.head_prefixes(model) == ("fc_logits.",)
-
-
-@pytest.mark.parametrize("name, widths", [("vgg_plain_half", [16, 32, 64, 128]),
+@pytest.mark.parametrize("name, widths", [("vgg_plain", [32, 64, 128, 256]),
+                                          ("vgg_plain_half", [16, 32, 64, 128]),
                                           ("vgg_plain_lean", [16, 32, 64, 256])])
-def test_vgg_plain_width_variants_keep_its_resolution(name, widths):
-    """vgg_plain's layout (no stride, pooling between blocks, one linear layer on the pooled
-    feature) at other widths: the last block still sees 8 x 12 positions."""
+def test_vgg_plain_is_the_described_baseline(name, widths):
+    """4 blocks of two bias-free 3x3 convs (32-64-128-256; the width variants 16-128 and
+    16-256), no strided stem, pooling between blocks only (the last block sees 8 x 12
+    positions), band-wise input BN, one linear layer on the pooled feature."""
     model = network.build_audio(name, 7, (64, 96)).eval()
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [w for w in widths for _ in (0, 1)]
-    assert all(c.stride == (1, 1) for c in convs)
+    assert all(c.stride == (1, 1) and c.bias is None and c.kernel_size == (3, 3) for c in convs)
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    assert len(pools) == 3 and model.bn_bands.num_features == 64
     seen = {}
     model.blocks[-1].register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
     model(torch.zeros(2, 1, 64, 96))
     assert tuple(seen["shape"]) == (2, widths[-1], 8, 12)
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(widths[-1], 7)]
+    assert model.dropout.p == 0.3 and network.head_prefixes(model) == ("fc_logits.",)
 
 
 def test_vgg_strided_is_vgg_plain_behind_one_strided_conv():
